@@ -1,0 +1,1 @@
+"""The listening engine: plain Python and numpy, no Home Assistant imports."""

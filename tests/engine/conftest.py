@@ -1,0 +1,1 @@
+"""Engine tests run without Home Assistant: no hass fixture is used here."""
