@@ -31,18 +31,23 @@ in_env() {
       PATH="$NATIVE_VENV/bin:$PATH" "$@"
       ;;
     chroot)
-      local workdir parent quoted
+      local workdir quoted
       workdir="$(pwd)"
-      parent="$(dirname "$REPO_ROOT")"
       printf -v quoted '%q ' "$@"
       unshare --mount --propagation private -- bash -c '
         set -euo pipefail
-        root="$1"; parent="$2"; workdir="$3"; shift 3
-        mkdir -p "$root$parent" "$root/proc" "$root/dev" "$root/tmp"
-        mount --bind "$parent" "$root$parent"
+        root="$1"; repo="$2"; workdir="$3"; shift 3
+        parent="$(dirname "$repo")"
+        mkdir -p "$root/proc" "$root/dev" "$root/tmp"
         mount -t proc proc "$root/proc"
         mount --rbind /dev "$root/dev"
         mount -t tmpfs tmpfs "$root/tmp"
+        # The checkout, and ../shared beside it when present, at the same paths as outside.
+        for dir in "$repo" "$parent/shared"; do
+          [[ -d "$dir" ]] || continue
+          mkdir -p "$root$dir"
+          mount --bind "$dir" "$root$dir"
+        done
         cp -f /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
         # The host trusts its own CA bundle (maybe a proxy'"'"'s); let pip inside trust the same.
         cp -f "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/ssl/host-ca.crt" 2>/dev/null || true
@@ -51,8 +56,8 @@ in_env() {
           PIP_CERT=/etc/ssl/host-ca.crt SSL_CERT_FILE=/etc/ssl/host-ca.crt PIP_DEFAULT_TIMEOUT=180 \
           CI="${CI:-}" TERM="${TERM:-dumb}" PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-}" \
           CRY_DETECTOR_SOAK_HOURS="${CRY_DETECTOR_SOAK_HOURS:-}" \
-          bash -c "cd \"\$0\" && exec $1" "$workdir"
-      ' _ "$CHROOT_DIR" "$parent" "$workdir" "$quoted"
+          bash -c "cd \"\$0\" 2>/dev/null || cd \"\$2\"; exec $1" "$workdir" "$1" "$repo"
+      ' _ "$CHROOT_DIR" "$REPO_ROOT" "$workdir" "$quoted"
       ;;
     *)
       echo "No test environment yet: run scripts/setup" >&2

@@ -8,16 +8,19 @@ rises with energy in the 300-600 Hz cry band.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 import sys
 from typing import Any
 
+from aiohttp import web
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.cry_detector.const import (
     CONF_COOLDOWN_SECONDS,
@@ -39,8 +42,6 @@ from .fake_sounddevice import FakeSoundCard, install
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODELS = FIXTURES / "models"
 CRY_MODEL = MODELS / "energy_cry.tflite"
-if not CRY_MODEL.exists():  # TEMPORARY until the fixture lands
-    CRY_MODEL = MODELS / "tiny_dscnn.tflite"
 RATE = 16000
 
 # A 30 s recording: quiet room, a 10 s cry bout from 8 s to 18 s, quiet room again.
@@ -57,6 +58,12 @@ OPTIONS: dict[str, Any] = {
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ in every integration test."""
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots in Home Assistant's format, stored in snapshots/."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
 
 
 @pytest.fixture(autouse=True)
@@ -127,6 +134,7 @@ def mock_config_entry(cry_wav: Path) -> MockConfigEntry:
     return MockConfigEntry(
         domain=DOMAIN,
         title="Nursery",
+        entry_id="01KCRYDETECT0RTESTENTRY000",
         unique_id=f"file:{cry_wav}",
         data=file_data(cry_wav),
         options=dict(OPTIONS),
@@ -161,3 +169,18 @@ async def init_integration(
     """The standard entry, set up and with its recording processed."""
     await setup_entry(hass, mock_config_entry)
     return mock_config_entry
+
+
+@pytest.fixture
+async def wav_server(socket_enabled: None, tmp_path: Path) -> AsyncGenerator[str]:
+    """A local HTTP server that serves the cry recording; yields its base URL."""
+    write_audio(tmp_path / "stream.wav", recording())
+    app = web.Application()
+    app.router.add_static("/", tmp_path)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"127.0.0.1:{port}"
+    await runner.cleanup()

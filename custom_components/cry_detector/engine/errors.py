@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@"
+)
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&](?:password|passwd|pwd|pass|token|auth|key|secret|user|username)=)[^&\s]*",
     re.IGNORECASE,
