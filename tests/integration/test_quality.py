@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,28 @@ def test_quality_scale_lists_every_rule() -> None:
         if status != "done":
             assert status["status"] == "exempt", name
             assert len(status["comment"]) > 20, name
+
+
+def _engine_reasons() -> set[str]:
+    """Every reason the engine can raise: class attributes and reason= keywords, found by AST."""
+    reasons: set[str] = set()
+    for path in (ROOT / "engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg == "reason":
+                value = node.value
+            elif isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "reason" for target in node.targets
+            ):
+                value = node.value
+            else:
+                continue
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                reasons.add(value.value)
+    return reasons
+
+
+def test_every_engine_reason_is_a_translated_flow_error() -> None:
+    """An engine error can never reach the user untranslated."""
+    reasons = _engine_reasons()
+    assert {"no_audio", "unsupported_op", "card_mismatch"} <= reasons
+    assert reasons <= set(STRINGS["config"]["error"])
