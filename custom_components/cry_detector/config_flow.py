@@ -24,7 +24,11 @@ from homeassistant.helpers.selector import (
     SelectSelectorMode,
     TextSelector,
 )
-import probatio as vol
+
+try:
+    import probatio as vol
+except ImportError:  # Home Assistant before 2026.10 validates with voluptuous
+    import voluptuous as vol  # type: ignore[no-redef]
 
 from .const import (
     CONF_COOLDOWN_SECONDS,
