@@ -1,0 +1,232 @@
+"""End to end: train a tiny model on synthesised audio, export, load in the engine, evaluate.
+
+Skipped when TensorFlow is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import TINY_OVERRIDES, tiny_config
+import numpy as np
+import pytest
+from synth import cry, negative
+
+from cry_training._engine import backends, card as engine_card, numpy_backend
+from cry_training.cli import main
+from cry_training.dataset import load_clips, read_split
+from cry_training.evaluate import EvalOptions, evaluate_clips
+from cry_training.export import ExportError, build_card, export_keras, parity_report
+from cry_training.windows import clip_patches
+
+
+def test_training_writes_a_run_selected_by_false_alarms(trained_run: Path) -> None:
+    for name in (
+        "best.keras",
+        "last.keras",
+        "config.yaml",
+        "split.csv",
+        "history.json",
+        "selection.json",
+        "summary.json",
+    ):
+        assert (trained_run / name).is_file(), name
+    history = json.loads((trained_run / "history.json").read_text(encoding="utf-8"))
+    assert [entry["step"] for entry in history] == [
+        65,
+        130,
+        195,
+        200,
+        260,
+    ]  # every 65 steps + stage ends
+    assert all(
+        "false_alarms_per_hour" in entry and "episode_recall" in entry
+        for entry in history
+    )
+    selection = json.loads((trained_run / "selection.json").read_text(encoding="utf-8"))
+    assert 0 < selection["threshold"] < 1
+    best_key = max(
+        (e["meets_target"], e["episode_recall"]) for e in history if e["meets_target"]
+    )
+    assert (selection["meets_target"], selection["episode_recall"]) == best_key
+    assert history[-1]["loss"] < history[0]["loss"]
+    splits = read_split(trained_run / "split.csv")
+    groups: dict[str, set[str]] = {}
+    for clip in load_clips(trained_run / "split.csv"):
+        groups.setdefault(clip.group, set()).add(splits[clip.path.resolve()])
+    assert all(len(found) == 1 for found in groups.values())  # no group in two splits
+
+
+def test_exported_model_runs_in_the_engine_with_every_backend(
+    exported_model: Path,
+) -> None:
+    card, backend = backends.load_model(exported_model)
+    backend.close()
+    assert card.labels == ("not_crying", "crying") and card.input_shape == (
+        1,
+        100,
+        40,
+        1,
+    )
+    assert set(
+        numpy_backend.NumpyTfliteModel(exported_model.read_bytes()).operator_names
+    ) <= set(numpy_backend.supported_ops())
+    rng = np.random.default_rng(11)
+    patches = np.concatenate(
+        [
+            clip_patches(cry(2.0, rng), card.features),
+            clip_patches(negative(2.0, rng, "speech"), card.features),
+        ]
+    )
+    import keras
+
+    keras_out = np.asarray(
+        keras.models.load_model(exported_model.parent.parent / "train" / "best.keras")(
+            patches[..., None], training=False
+        )
+    )
+    for name in backends.available_backends():
+        if name == "tflite_runtime":
+            continue
+        runtime = backends.load_backend(exported_model, card, preferred=name)
+        outputs = np.stack([runtime.predict(patch) for patch in patches])
+        runtime.close()
+        np.testing.assert_allclose(outputs, keras_out, atol=1e-4, err_msg=name)
+        assert np.allclose(outputs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_card_records_sources_licences_metrics_and_limits(exported_model: Path) -> None:
+    card = engine_card.load_card(exported_model.with_suffix(".json"))
+    sources = {entry["name"]: entry for entry in card.training["data_sources"]}
+    assert sources["synth_negative"]["license"] == "CC BY-NC 3.0"
+    assert sources["synth_cry"]["clips"] == 20
+    assert any(
+        "non-commercial" in text and "synth_negative" in text
+        for text in card.limitations
+    )
+    metrics = card.metrics
+    assert metrics["model"]["bytes"] == exported_model.stat().st_size
+    assert metrics["model"]["macs"] > 0 and metrics["parity"]["patches"] > 0
+    assert (
+        max(v for k, v in metrics["parity"].items() if k.startswith("max_abs")) <= 1e-4
+    )
+    test = metrics["test"]
+    assert test["clip_level"]["positives"] > 0 and test["clip_level"]["negatives"] > 0
+    assert test["clip_level"]["roc_auc"] >= 0.9
+    assert (
+        card.threshold
+        == json.loads(
+            (exported_model.parent.parent / "train" / "selection.json").read_text()
+        )["threshold"]
+    )
+    assert card.training["config"]["model"]["first_filters"] == 8
+
+
+def test_evaluate_on_all_synthetic_clips(
+    exported_model: Path, dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = evaluate_clips(
+        exported_model,
+        load_clips(dataset),
+        EvalOptions(progress=False, backend="numpy"),
+    )
+    assert result["backend"] == "numpy"
+    assert result["clip_level"]["roc_auc"] >= 0.95
+    assert result["stream"]["inserted_cries"] == 20
+    assert result["stream"]["episode_recall"] >= 0.8
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(exported_model),
+                "--data",
+                str(dataset),
+                "--json",
+                "--no-progress",
+                "--sources",
+                "synth_cry,synth_negative",
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["clip_level"]["clips"] == 40
+
+
+def test_export_refuses_operators_the_numpy_backend_cannot_run(
+    tensorflow: Any, tmp_path: Path
+) -> None:
+    import keras
+
+    inputs = keras.Input((100, 40, 1), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(inputs)
+    x = keras.layers.Lambda(lambda t: keras.ops.cumsum(t, axis=1))(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    config = tiny_config(tmp_path, tmp_path)
+    card = build_card(
+        config, labels=["not_crying", "crying"], threshold=0.5, training={}, metrics={}
+    )
+    output = tmp_path / "out" / "bad.tflite"
+    with pytest.raises(ExportError, match="CUMSUM"):
+        export_keras(
+            model, output, card, np.zeros((2, 100, 40), np.float32), log=lambda _: None
+        )
+    assert not output.exists() and not output.with_suffix(".json").exists()
+
+
+def test_parity_failure_refuses_the_export(exported_model: Path) -> None:
+    import keras
+
+    card, _ = engine_card.load_card(exported_model.with_suffix(".json")), None
+    model = keras.models.load_model(
+        exported_model.parent.parent / "train" / "best.keras"
+    )
+
+    def drifting(inputs: Any, training: bool = False) -> Any:
+        return np.asarray(model(inputs, training=training)) + 1e-3
+
+    patches = np.load(exported_model.parent.parent / "train" / "heldout_patches.npy")
+    assert (
+        parity_report(exported_model, card, model, patches)["patches"]
+        == patches.shape[0]
+    )
+    with pytest.raises(ExportError, match="disagree"):
+        parity_report(exported_model, card, drifting, patches)
+
+
+def test_cli_train_accepts_the_original_command_and_is_reproducible(
+    tensorflow: Any, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    histories = []
+    for attempt in range(2):
+        run = tmp_path / f"run{attempt}"
+        argv = [
+            "train",
+            f"--data_dir={dataset}",
+            "--wanted_words=silence,crying",
+            "--sample_rate=22050",
+            "--clip_duration_ms=3000",
+            "--how_many_training_steps=24,8",
+            "--learning_rate=0.003,0.0003",
+            f"--train_dir={run}",
+            "--eval_step_interval=16",
+            "--set",
+            f"cache_dir={tmp_path / 'cache'}",
+            *(
+                arg
+                for item in TINY_OVERRIDES
+                if not item.startswith("training.")
+                for arg in ("--set", item)
+            ),
+        ]
+        assert main(argv) == 0
+        histories.append(json.loads((run / "history.json").read_text(encoding="utf-8")))
+    output = capsys.readouterr()
+    assert "label 'silence' has no clips" in output.out
+    assert "loss=" in output.err and "step" in output.err  # the progress bar
+    assert histories[0] == histories[1]
+    assert [entry["step"] for entry in histories[0]] == [16, 24, 32]
