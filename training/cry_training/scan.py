@@ -9,11 +9,7 @@ from ._engine import engine_module
 
 
 def run_scan(argv: Sequence[str]) -> int:
-    """Run the engine's scan command line with these arguments; return its exit status.
-
-    Uses `scan.main(argv)` when engine/scan.py has one, else the engine's `__main__` with
-    `scan` prepended (`python -m ...engine scan FILE...`).
-    """
+    """Run the engine's scan command line (`python -m ...engine scan FILE...`); return its status."""
     try:
         scan = engine_module("scan")
     except ModuleNotFoundError as err:
@@ -22,8 +18,4 @@ def run_scan(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    entry = getattr(scan, "main", None)
-    if callable(entry):
-        return int(entry(list(argv)) or 0)
-    command_line = engine_module("__main__")
-    return int(command_line.main(["scan", *argv]) or 0)
+    return int(scan.main(["scan", *argv]) or 0)
