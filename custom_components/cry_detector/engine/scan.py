@@ -203,10 +203,13 @@ def _print_text(result: ScanResult, show_windows: bool, out: TextIO) -> None:
 
 def main(
     argv: Sequence[str] | None = None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Run the command line; return the exit status (0 ok, 1 a file or the model failed)."""
+    # Looked up per call, not bound at import: callers (and pytest) swap sys.stdout/stderr.
+    out = out or sys.stdout
+    err = err or sys.stderr
     args = _parser().parse_args(argv)
     try:
         card, backend = load_scan_model(args.model, args.backend)
