@@ -31,6 +31,8 @@ except ImportError:  # Home Assistant before 2026.10 validates with voluptuous
     import voluptuous as vol  # type: ignore[no-redef]
 
 from .const import (
+    CONF_CLIP_MAX_MB,
+    CONF_CLIP_RETENTION_DAYS,
     CONF_COOLDOWN_SECONDS,
     CONF_DEVICE,
     CONF_HOLD_SECONDS,
@@ -40,10 +42,15 @@ from .const import (
     CONF_MODEL_PATH,
     CONF_PATH,
     CONF_REALTIME,
+    CONF_SAVE_CLIPS,
     CONF_SENSITIVITY,
     CONF_SOURCE_TYPE,
+    DEFAULT_CLIP_MAX_MB,
+    DEFAULT_CLIP_RETENTION_DAYS,
     DOMAIN,
     LOGGER,
+    MAX_CLIP_MAX_MB,
+    MAX_CLIP_RETENTION_DAYS,
     MAX_COOLDOWN_SECONDS,
     MAX_HOLD_SECONDS,
     MAX_MIN_CRY_SECONDS,
@@ -319,8 +326,34 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Required(CONF_MIN_CRY_SECONDS): _seconds(MAX_MIN_CRY_SECONDS, 0.5),
         vol.Required(CONF_HOLD_SECONDS): _seconds(MAX_HOLD_SECONDS, 0.5),
         vol.Required(CONF_COOLDOWN_SECONDS): _seconds(MAX_COOLDOWN_SECONDS, 1),
+        # Optional without defaults: entries that never set them keep clips off.
+        vol.Optional(CONF_SAVE_CLIPS): BooleanSelector(),
+        vol.Optional(CONF_CLIP_RETENTION_DAYS): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=MAX_CLIP_RETENTION_DAYS,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement=UnitOfTime.DAYS,
+            )
+        ),
+        vol.Optional(CONF_CLIP_MAX_MB): NumberSelector(
+            NumberSelectorConfig(
+                min=10,
+                max=MAX_CLIP_MAX_MB,
+                step=10,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="MB",
+            )
+        ),
     }
 )
+
+CLIP_OPTION_DEFAULTS = {
+    CONF_SAVE_CLIPS: False,
+    CONF_CLIP_RETENTION_DAYS: DEFAULT_CLIP_RETENTION_DAYS,
+    CONF_CLIP_MAX_MB: DEFAULT_CLIP_MAX_MB,
+}
 
 
 class CryDetectorOptionsFlow(OptionsFlow):
@@ -335,6 +368,6 @@ class CryDetectorOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
-                OPTIONS_SCHEMA, self.config_entry.options
+                OPTIONS_SCHEMA, CLIP_OPTION_DEFAULTS | dict(self.config_entry.options)
             ),
         )

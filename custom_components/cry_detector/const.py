@@ -41,6 +41,26 @@ CONF_MIN_CRY_SECONDS: Final = "min_cry_seconds"
 CONF_HOLD_SECONDS: Final = "hold_seconds"
 CONF_COOLDOWN_SECONDS: Final = "cooldown_seconds"
 
+# Config entry options (cry clips for review and retraining; off by default: privacy).
+CONF_SAVE_CLIPS: Final = "save_clips"
+CONF_CLIP_RETENTION_DAYS: Final = "clip_retention_days"
+CONF_CLIP_MAX_MB: Final = "clip_max_mb"
+DEFAULT_CLIP_RETENTION_DAYS: Final = 30
+DEFAULT_CLIP_MAX_MB: Final = 500
+MAX_CLIP_RETENTION_DAYS: Final = 365
+MAX_CLIP_MAX_MB: Final = 100_000
+CLIPS_FOLDER: Final = "cry_detector"
+CLIP_PRE_ROLL_SECONDS: Final = 3.0
+CLIP_POST_ROLL_SECONDS: Final = 2.0
+# At most one likely-false-alarm sample per this many seconds.
+CLIP_NEAR_MISS_INTERVAL: Final = 3600.0
+
+SERVICE_LABEL_CLIP: Final = "label_clip"
+SERVICE_DELETE_ALL_CLIPS: Final = "delete_all_clips"
+ATTR_CLIP: Final = "clip"
+ATTR_LABEL: Final = "label"
+LABEL_DELETE: Final = "delete"
+
 MIN_SENSITIVITY: Final = 1
 MAX_SENSITIVITY: Final = 99
 MAX_MIN_CRY_SECONDS: Final = 60

@@ -13,6 +13,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later, async_track_point_in_time
 from homeassistant.util import dt as dt_util
 
+from .clips import ClipSaver
 from .const import (
     CONF_REALTIME,
     CONF_SOURCE_TYPE,
@@ -92,6 +93,7 @@ class CryListener:
         self._cancel_watchdog: CALLBACK_TYPE | None = None
         self._cancel_midnight: CALLBACK_TYPE = lambda: None
         self._source_type = SourceType(entry.data[CONF_SOURCE_TYPE])
+        self.clips = ClipSaver(hass, entry, card, tracker_config.threshold)
 
     # -- state for entities ---------------------------------------------------------------------
 
@@ -145,11 +147,15 @@ class CryListener:
 
     @callback
     def async_track_midnight(self) -> CALLBACK_TYPE:
-        """Refresh the entities at every local midnight (daily totals reset); return a canceller."""
+        """Refresh the entities and expire old clips now and at every local midnight.
+
+        Returns a canceller.
+        """
 
         @callback
         def _midnight(_now: datetime) -> None:
             self._notify()
+            self.clips.async_start_retention()
             _schedule()
 
         def _schedule() -> None:
@@ -159,6 +165,7 @@ class CryListener:
             )
 
         _schedule()
+        self.clips.async_start_retention()
         return self._async_cancel_midnight
 
     @callback
@@ -194,6 +201,7 @@ class CryListener:
     async def async_shutdown(self) -> None:
         """Stop listening for good and release the model (entry unload or failed setup)."""
         await self.async_stop()
+        await self.clips.async_wait()
         await self.hass.async_add_executor_job(self.backend.close)
 
     async def async_set_listening(self, listening: bool) -> None:
@@ -212,6 +220,7 @@ class CryListener:
     def set_tracker_config(self, config: TrackerConfig) -> None:
         """Apply new tracker settings live (keeps the open episode and today's totals)."""
         self._tracker_config = config
+        self.clips.apply_options(self.entry.options, config.threshold)
         if self._pipeline is not None:
             self._pipeline.set_tracker_config(config)
         self._notify()
@@ -283,7 +292,7 @@ class CryListener:
     async def _async_run_pipeline(self, source: AudioSource) -> None:
         """Run one pipeline on an opened source until it ends; flush the tracker after."""
         pipeline = Pipeline(
-            source,
+            self.clips.wrap(source),
             self.card,
             self.backend,
             self._tracker_config,
@@ -301,7 +310,9 @@ class CryListener:
             self._pipeline = None
             self.last_stats = pipeline.stats
             self.running = False
-            self._apply(pipeline.tracker.flush())
+            flushed = pipeline.tracker.flush()
+            self._apply(flushed)
+            self.clips.on_end(flushed.ended)
             self.probability = self.level_dbfs = None
             self._notify()
 
@@ -320,6 +331,7 @@ class CryListener:
         ):  # not the zero-length flush at the end of a source
             self.recent_probabilities.append(round(result.probability, 4))
         self._apply(result.update)
+        self.clips.on_result(result)
         self._notify()
 
     @callback

@@ -58,8 +58,12 @@ PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9.+\-]*$"
 
 def manifest_problems(manifest: dict[str, Any], folder_name: str) -> list[str]:
     """Return hassfest-style problems of a custom integration manifest."""
-    problems = [f"missing key {key}" for key in sorted(MANIFEST_REQUIRED - manifest.keys())]
-    problems += [f"unknown key {key}" for key in sorted(manifest.keys() - MANIFEST_ALLOWED)]
+    problems = [
+        f"missing key {key}" for key in sorted(MANIFEST_REQUIRED - manifest.keys())
+    ]
+    problems += [
+        f"unknown key {key}" for key in sorted(manifest.keys() - MANIFEST_ALLOWED)
+    ]
     keys = list(manifest)
     if keys[:2] != ["domain", "name"] or keys[2:] != sorted(keys[2:]):
         problems.append("keys must be domain, name, then alphabetical")
@@ -88,7 +92,9 @@ def hacs_problems(hacs: dict[str, Any]) -> list[str]:
 
 def test_manifest_is_valid() -> None:
     """The shipped manifest passes every check."""
-    manifest = json.loads((INTEGRATION / "manifest.json").read_text(), object_pairs_hook=dict)
+    manifest = json.loads(
+        (INTEGRATION / "manifest.json").read_text(), object_pairs_hook=dict
+    )
     assert manifest_problems(manifest, INTEGRATION.name) == []
     assert manifest["config_flow"] is True
     assert manifest["integration_type"] == "device"
@@ -115,7 +121,10 @@ def test_brand_icon_present() -> None:
             {"name": "x", "domain": "cry_detector"},
             "keys must be domain, name, then alphabetical",
         ),
-        ({"domain": "cry_detector", "name": "x", "zeta": 1, "alpha": 2}, "unknown key zeta"),
+        (
+            {"domain": "cry_detector", "name": "x", "zeta": 1, "alpha": 2},
+            "unknown key zeta",
+        ),
         ({"domain": "other", "name": "x"}, "domain must equal the folder name"),
         (
             {"domain": "cry_detector", "name": "x", "requirements": ["numpy>=1"]},
