@@ -163,6 +163,25 @@ class EpisodeTracker:
             probability, smoothed, self.crying, started, ended, tuple(credited)
         )
 
+    def shift_time(self, offset: float) -> None:
+        """Move every remembered time by offset: the clock was corrected under unbroken audio.
+
+        The next window then continues the last one: an open episode, a pending run, smoothing
+        and the cooldown go on, and the jump itself is never credited. Intervals credited before
+        stay as they were (each second of audio is credited once, on the clock of its time).
+        """
+        if not math.isfinite(offset):
+            raise ValueError(f"offset must be finite, got {offset!r}")
+        if self._last_end is not None:
+            self._last_end += offset
+        if self._run_start is not None:
+            self._run_start += offset
+        if self._episode_start is not None:
+            self._episode_start += offset
+            self._last_positive_end += offset
+        if self._last_episode_end is not None:
+            self._last_episode_end += offset
+
     def flush(self) -> TrackerUpdate:
         """Close the open episode at its last crying window and forget the pending run."""
         ended = self._end_episode() if self._episode_start is not None else None

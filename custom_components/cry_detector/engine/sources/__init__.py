@@ -32,10 +32,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """Mono int16 samples and the epoch time of the first one."""
+    """Mono int16 samples and the epoch time of the first one.
+
+    `restamped` is True when the samples directly follow the previous chunk's although `start`
+    jumped: the source moved its time base to follow the clock (NTP step, drift). Consumers shift
+    their time by the jump instead of treating it as a gap in the audio.
+    """
 
     samples: Int16Array
     start: float
+    restamped: bool = False
 
     def duration(self, sample_rate: int) -> float:
         """Return the chunk's length in seconds."""
@@ -109,7 +115,8 @@ class ChunkAssembler:
     """Cut a stream of int16 pieces into fixed-size chunks stamped from a time base.
 
     Chunk start = base + (samples since the base) / rate, so no clock jitter enters the stamps;
-    `rebase()` starts a new time base (after a restart: a gap).
+    `rebase()` starts a new time base (after a restart: a gap), `shift()` moves it under unbroken
+    audio (the next chunk is marked restamped).
     """
 
     def __init__(self, sample_rate: int, chunk_samples: int) -> None:
@@ -120,6 +127,8 @@ class ChunkAssembler:
         self._buffered = 0
         self._base: float | None = None
         self._emitted = 0
+        self._shifted = False
+        self._skipped = False
 
     @property
     def has_base(self) -> bool:
@@ -144,18 +153,22 @@ class ChunkAssembler:
         self._buffered = 0
         self._base = base
         self._emitted = 0
+        self._shifted = False
+        self._skipped = False
 
     def shift(self, seconds: float) -> None:
         """Move the time base (keep buffered samples); used to catch up with the wall clock."""
         if self._base is None:
             raise RuntimeError("no time base")
         self._base += seconds
+        self._shifted = True
 
     def skip(self, missing: int) -> None:
         """Account for `missing` lost samples: drop the buffered ones, keep the time base exact."""
         self._emitted += self._buffered + missing
         self._pieces.clear()
         self._buffered = 0
+        self._skipped = True
 
     def push(self, samples: Int16Array) -> None:
         """Append samples."""
@@ -178,7 +191,12 @@ class ChunkAssembler:
         samples, rest = joined[:want], joined[want:]
         self._pieces = [rest] if rest.shape[0] else []
         self._buffered = rest.shape[0]
-        chunk = AudioChunk(np.ascontiguousarray(samples), self.next_start)
+        chunk = AudioChunk(
+            np.ascontiguousarray(samples),
+            self.next_start,
+            restamped=self._shifted and not self._skipped,
+        )
+        self._shifted = self._skipped = False
         self._emitted += want
         return chunk
 

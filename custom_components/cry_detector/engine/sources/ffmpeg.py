@@ -28,8 +28,12 @@ FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 # A run that delivered this much audio counts as healthy: the next failure backs off from 1 s again.
 HEALTHY_RUN_SECONDS = 30.0
-# Live audio stamped this far behind the clock (data was lost upstream) is re-anchored to now.
+# Live audio stamped this far behind the clock (data lost upstream, the clock stepped forward)
+# is re-anchored to now.
 MAX_LAG_SECONDS = 2.0
+# ... and this far ahead of it (the clock stepped back). Larger: a server's prebuffer burst
+# legitimately runs a few seconds ahead.
+MAX_LEAD_SECONDS = 10.0
 READ_BYTES = 65536
 NO_STREAM_MARKERS = ("does not contain any stream", "matches no streams")
 # FFmpeg prefixes log lines with the logging context, e.g. "[tcp @ 0x55d0c8a4e680] ".
@@ -392,10 +396,21 @@ class FfmpegSource(AudioSource):
 
     @staticmethod
     async def _terminate(process: asyncio.subprocess.Process) -> int:
-        """Ask the process to stop, kill it after the grace period, and reap it."""
+        """Ask the process to stop, kill it after the grace period, and reap it.
+
+        Its stdout is drained meanwhile: FFmpeg flushes its output as it exits, and blocked on
+        a full pipe nobody reads it would only ever die by the kill.
+        """
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
+        drain = (
+            asyncio.create_task(
+                _discard(process.stdout), name="cry_detector ffmpeg drain"
+            )
+            if process.stdout is not None
+            else None
+        )
         try:
             async with asyncio.timeout(TERMINATE_GRACE_SECONDS):
                 return await process.wait()
@@ -403,6 +418,10 @@ class FfmpegSource(AudioSource):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             return await process.wait()
+        finally:
+            if drain is not None:
+                drain.cancel()
+                await asyncio.wait([drain])
 
     # -- samples --------------------------------------------------------------------------------
 
@@ -422,15 +441,18 @@ class FfmpegSource(AudioSource):
         self._run_samples += samples.shape[0]
 
     def _catch_up(self, arriving: int) -> None:
-        """Re-anchor live audio whose stamps fell behind the clock (samples lost upstream)."""
+        """Re-anchor live audio whose stamps left the clock (lost upstream audio, clock steps).
+
+        The shift marks the next chunk restamped: the audio itself is unbroken.
+        """
         buffered_end = (
             self._assembler.next_start
             + (self._assembler.buffered + arriving) / self.sample_rate
         )
         lag = self._clock() - buffered_end
-        if lag > MAX_LAG_SECONDS:
+        if lag > MAX_LAG_SECONDS or lag < -MAX_LEAD_SECONDS:
             _LOGGER.debug(
-                "%s: audio %.1f s behind the clock, re-anchoring", self.description, lag
+                "%s: audio %.1f s off the clock, re-anchoring", self.description, lag
             )
             self._assembler.shift(lag)
 
@@ -450,3 +472,10 @@ class FfmpegSource(AudioSource):
             _LOGGER.debug("%s silent: %s", self.description, silent)
             if self._on_silent is not None:
                 self._on_silent(silent)
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read and drop a stream until its end (unless another reader is waiting on it)."""
+    with contextlib.suppress(RuntimeError):
+        while await stream.read(READ_BYTES):
+            pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+import logging
 from pathlib import Path
 import threading
 import time
@@ -15,8 +16,13 @@ import numpy as np
 from ..errors import SourceError
 from . import AudioChunk, AudioSource, ChunkAssembler, Int16Array, chunk_size
 
+_LOGGER = logging.getLogger(__name__)
+
 # Decode at least this much audio per trip to the decoding thread (fewer thread hops).
 DECODE_BLOCK_SECONDS = 1.0
+# Realtime mode: when the clock is this far from the audio's stamps (it was stepped), the stamps
+# follow it (a restamp) instead of the audio bursting ahead or pausing to catch up.
+MAX_DRIFT_SECONDS = 2.0
 
 
 def _open_error(path: Path, err: Exception) -> SourceError:
@@ -109,7 +115,8 @@ class FileSource(AudioSource):
         """Describe the file; nothing is opened until open().
 
         Fast mode stamps chunks start_time + samples/rate; realtime mode takes its time base
-        from clock() at open() and sleeps (through `sleep`) until each chunk's end is due.
+        from clock() at open() and sleeps (through `sleep`) until each chunk's end is due; when
+        the clock jumps, the stamps follow it like a live source's would (chunk.restamped).
         """
         self.path = Path(path)
         self.sample_rate = sample_rate
@@ -144,12 +151,23 @@ class FileSource(AudioSource):
             raise RuntimeError("FileSource.read() before open()")
         while self._assembler.buffered < self.chunk_samples and not self._ended:
             await self._decode_more()
+        if self.realtime:
+            self._follow_clock()
         chunk = self._assembler.pop(partial=self._ended)
         if chunk is not None and self.realtime:
             delay = chunk.end(self.sample_rate) - self._clock()
             if delay > 0:
                 await self._sleep(delay)
         return chunk
+
+    def _follow_clock(self) -> None:
+        """Move the time base to the clock when it was stepped (realtime mode)."""
+        drift = self._clock() - self._assembler.next_start
+        if abs(drift) > MAX_DRIFT_SECONDS:
+            _LOGGER.debug(
+                "%s: clock %.1f s off the audio, re-anchoring", self.description, drift
+            )
+            self._assembler.shift(drift)
 
     async def _decode_more(self) -> None:
         """Decode the next block; at the end of the file stop or start over (loop)."""
