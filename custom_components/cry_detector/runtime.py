@@ -202,6 +202,13 @@ class CryListener:
         """Stop listening for good and release the model (entry unload or failed setup)."""
         await self.async_stop()
         await self.clips.async_wait()
+        stats = self.last_stats
+        if stats is not None and stats.stalled:
+            # A prediction stuck in native code holds the backend; closing would block a worker.
+            LOGGER.warning(
+                "%s: model still busy at unload, left to finish", self.entry.title
+            )
+            return
         await self.hass.async_add_executor_job(self.backend.close)
 
     async def async_set_listening(self, listening: bool) -> None:
@@ -409,19 +416,7 @@ class CryListener:
         def _check(now: datetime) -> None:
             idle = now.timestamp() - self._last_result
             if idle >= STALL_SECONDS - 0.5:
-                reason = (
-                    "stream_unreachable"
-                    if self._source_type is SourceType.FFMPEG
-                    else "no_audio"
-                )
-                last_error = getattr(source, "last_error", None)
-                self.async_report_failure(
-                    SourceError(
-                        f"{source.description}: no audio for {idle:.0f} s"
-                        + (f" ({last_error})" if last_error else ""),
-                        reason=reason,
-                    )
-                )
+                self.async_report_failure(self._stall_error(source, idle))
                 idle = 0.0
             idle = min(max(idle, 0.0), STALL_SECONDS - 1.0)
             self._cancel_watchdog = async_call_later(
@@ -429,6 +424,23 @@ class CryListener:
             )
 
         self._cancel_watchdog = async_call_later(self.hass, STALL_SECONDS, _check)
+
+    def _stall_error(self, source: AudioSource, idle: float) -> CryDetectorError:
+        """Why no results came for `idle` seconds: a stuck model, or a silent source."""
+        stats = self.stats
+        if stats is not None and stats.stalled:
+            return ModelError(f"inference has not returned for {idle:.0f} s")
+        reason = (
+            "stream_unreachable"
+            if self._source_type is SourceType.FFMPEG
+            else "no_audio"
+        )
+        last_error = getattr(source, "last_error", None)
+        return SourceError(
+            f"{source.description}: no audio for {idle:.0f} s"
+            + (f" ({last_error})" if last_error else ""),
+            reason=reason,
+        )
 
     @callback
     def _stop_watchdog(self) -> None:
