@@ -156,6 +156,16 @@ def reverberate(samples: npt.ArrayLike, impulse_response: npt.ArrayLike) -> Floa
     return (wet * scale).astype(np.float32)
 
 
+def pitch_shift(samples: npt.ArrayLike, factor: float) -> FloatArray:
+    """Resample so every frequency is multiplied by factor (< 1: lower and slower)."""
+    values = np.asarray(samples, dtype=np.float32)
+    if values.size < 2 or factor <= 0:
+        return values.copy()
+    positions = np.arange(0.0, values.size - 1, factor)
+    lowered = np.interp(positions, np.arange(values.size), values)
+    return np.asarray(lowered, dtype=np.float32)
+
+
 def time_shift(samples: npt.ArrayLike, shift: int) -> FloatArray:
     """Shift later by `shift` samples (prepend silence) or earlier (drop the start)."""
     values = np.asarray(samples, dtype=np.float32)

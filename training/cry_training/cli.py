@@ -231,6 +231,19 @@ def _add_evaluate(commands: Any) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _add_import(commands: Any) -> None:
+    """import: clips saved and labelled in Home Assistant -> clips + manifest.csv."""
+    parser = commands.add_parser(
+        "import", help="labelled clips saved by Home Assistant -> a data folder"
+    )
+    parser.add_argument(
+        "clips", type=Path, help="the clips folder, e.g. /media/cry_detector"
+    )
+    parser.add_argument(
+        "--output", type=Path, required=True, help="data folder to write"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="cry-train", description=__doc__)
@@ -239,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_export(commands)
     _add_evaluate(commands)
+    _add_import(commands)
     scan = commands.add_parser(
         "scan", help="the engine's scan of audio files", add_help=False
     )
@@ -399,12 +413,29 @@ def _run_scan(args: argparse.Namespace) -> int:
     return run_scan(args.args)
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    """Import labelled Home Assistant clips."""
+    from .importer import import_clips
+
+    if not args.clips.is_dir():
+        print(f"error: {args.clips} is not a folder", file=sys.stderr)
+        return EXIT_ERROR
+    summary = import_clips(args.clips, args.output)
+    counts = ", ".join(f"{label} {count}" for label, count in summary.counts().items())
+    print(
+        f"imported {len(summary.clips)} clips ({counts}), "
+        f"skipped {summary.unlabelled} unlabelled: {args.output / 'manifest.csv'}"
+    )
+    return 0
+
+
 RUNNERS = {
     "prepare": _run_prepare,
     "train": _run_train,
     "export": _run_export,
     "evaluate": _run_evaluate,
     "scan": _run_scan,
+    "import": _run_import,
 }
 
 

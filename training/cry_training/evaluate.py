@@ -240,6 +240,8 @@ def stream_metrics(
         any(_overlaps(episode, cry, tolerance) for episode in episodes) for cry in cries
     )
     hours = negative_seconds / 3600.0
+    cry_seconds = sum(end - start for start, end in cries)
+    tracked_seconds = sum(episode.duration for episode in episodes)
     return {
         "negative_hours": round(hours, 4),
         "false_episodes": len(false_episodes),
@@ -250,6 +252,13 @@ def stream_metrics(
         "inserted_cries": len(cries),
         "detected_cries": int(detected),
         "episode_recall": _round(detected / len(cries)) if cries else None,
+        # Cry-minute error: the tracker's cry time (false episodes included) against the true
+        # length of the inserted cries (clips labelled crying; their pauses count as crying).
+        "cry_seconds": round(cry_seconds, 2),
+        "tracked_cry_seconds": round(tracked_seconds, 2),
+        "cry_minute_error": _round(abs(tracked_seconds - cry_seconds) / cry_seconds)
+        if cry_seconds > 0
+        else None,
     }
 
 

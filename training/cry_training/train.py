@@ -7,7 +7,7 @@ deployment uses them: false alarms per hour under a target first, then recall.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import json
 import math
 import os
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._progress import progress_bar
-from .augment import Augmenter
+from .augment import Augmenter, pitch_shift
 from .config import Config, save_config
 from .dataset import (
     Clip,
@@ -36,6 +36,9 @@ from .windows import (
     build_windows,
     cache_key,
     cached,
+    clip_identity,
+    clip_rng,
+    concatenate_windows,
     make_loader,
 )
 
@@ -208,9 +211,34 @@ class _WindowBuilder:
             lambda: [load(c) for c in negatives],
         )
         extra = {"augment": asdict(config.augment), "backgrounds": "train negatives v1"}
-        return self.windows(
+        windows = self.windows(
             "train", clips, plan, load, augmenter=augmenter, extra=extra
         )
+        hard = config.hard_negatives
+        if hard.pitched_cries <= 0:
+            return windows
+        cries = [
+            replace(c, label=config.data.negative_label)
+            for c in clips
+            if c.label == config.data.positive_label
+        ]
+
+        def load_pitched(clip: Clip) -> FloatArray:
+            rng = clip_rng(plan.seed, f"pitch:{clip_identity(clip)}", 0)
+            return pitch_shift(
+                load(clip),
+                float(rng.uniform(hard.pitch_factor[0], hard.pitch_factor[1])),
+            )
+
+        pitched = self.windows(
+            "train-pitched",
+            cries,
+            replace(plan, copies=hard.pitched_cries - 1),
+            load_pitched,
+            augmenter=augmenter,
+            extra={**extra, "hard_negatives": asdict(hard)},
+        )
+        return concatenate_windows(windows, pitched)
 
 
 def class_weights(labels: npt.NDArray[np.int8]) -> npt.NDArray[np.float32]:

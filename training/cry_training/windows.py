@@ -159,6 +159,20 @@ def build_windows(
     )
 
 
+def concatenate_windows(first: WindowSet, second: WindowSet) -> WindowSet:
+    """One set holding both (the second's clip indices shifted past the first's paths)."""
+    return WindowSet(
+        np.concatenate((first.patches, second.patches)),
+        np.concatenate((first.labels, second.labels)),
+        np.concatenate(
+            (first.clip_index, second.clip_index + np.int32(len(first.paths)))
+        ),
+        np.concatenate((first.window_index, second.window_index)),
+        np.concatenate((first.copy, second.copy)),
+        [*first.paths, *second.paths],
+    )
+
+
 def engine_features_digest() -> str:
     """Hash of the engine's features.py: a change there invalidates cached patches."""
     return hashlib.sha256((engine_dir() / "features.py").read_bytes()).hexdigest()[:16]

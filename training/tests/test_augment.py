@@ -11,6 +11,7 @@ from cry_training.augment import (
     band_limit,
     fit_background,
     mix_at_snr,
+    pitch_shift,
     reverberate,
     rms,
     synthetic_background,
@@ -130,3 +131,16 @@ def test_augmenter_is_reproducible_bounded_and_uses_corpus_backgrounds() -> None
         loud.min() >= -1.0 and loud.max() <= 32767 / 32768
     )  # clipped like a converter
     assert np.mean(np.abs(loud) > 0.99) > 0.01
+
+
+def test_pitch_shift_lowers_every_frequency_by_the_factor_and_slows_down() -> None:
+    time = np.arange(RATE) / RATE
+    tone = np.sin(2 * np.pi * 500.0 * time).astype(np.float32)
+    lowered = pitch_shift(tone, 0.5)
+    assert lowered.dtype == np.float32
+    assert lowered.size == pytest.approx(2 * tone.size, abs=2)
+    spectrum = np.abs(np.fft.rfft(lowered))
+    peak_hz = np.argmax(spectrum) * RATE / lowered.size
+    assert peak_hz == pytest.approx(250.0, abs=2.0)
+    assert rms(lowered) == pytest.approx(rms(tone), rel=0.01)
+    assert pitch_shift(np.zeros(1, np.float32), 0.5).size == 1

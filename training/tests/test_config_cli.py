@@ -97,6 +97,8 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("features.mel_bands=0", "mel_bands"),
         ("training.learning_rate=[0.1]", "same number of stages"),
         ("split.val_fraction=0.9", "below 1"),
+        ("hard_negatives.pitch_factor=[0.7, 0.4]", "pitch_factor"),
+        ("hard_negatives.pitched_cries=-1", "pitched_cries"),
     ],
 )
 def test_bad_values_name_the_key(assignment: str, message: str) -> None:

@@ -120,6 +120,12 @@ def test_known_inputs_give_known_metrics(known_clips: list[Clip]) -> None:
         stream["detected_cries"],
         stream["episode_recall"],
     ) == (4, 4, 1.0)
+    # Four 4 s cries; the tracker's cry time is within a window or two of each.
+    assert stream["cry_seconds"] == pytest.approx(16.0, abs=0.01)
+    assert 0.0 <= stream["cry_minute_error"] <= 0.25
+    assert stream["cry_minute_error"] == pytest.approx(
+        abs(stream["tracked_cry_seconds"] - 16.0) / 16.0, abs=1e-3
+    )
     assert result["backend"] == "rule"
     json.dumps(result, allow_nan=False)
     assert any(
