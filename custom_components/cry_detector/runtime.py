@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import issue_registry as ir, restore_state
 from homeassistant.helpers.event import async_call_later, async_track_point_in_time
 from homeassistant.util import dt as dt_util
 
@@ -340,6 +340,21 @@ class CryListener:
         self._apply(result.update)
         self.clips.on_result(result)
         self._notify()
+        if result.update.ended is not None:
+            self._save_totals()
+
+    @callback
+    def _save_totals(self) -> None:
+        """Write the restore states now, so a crash keeps every finished episode.
+
+        Home Assistant dumps them only every 15 minutes and at a clean shutdown; an episode end
+        is rare (a few a night), so writing then costs little.
+        """
+        self.entry.async_create_background_task(
+            self.hass,
+            restore_state.async_get(self.hass).async_dump_states(),
+            f"{DOMAIN} save totals",
+        )
 
     @callback
     def _apply(self, update: TrackerUpdate) -> None:

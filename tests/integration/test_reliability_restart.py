@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
@@ -120,4 +121,31 @@ async def test_restart_while_a_live_episode_is_open(
     assert totals.episodes == 1  # the restored one; the quiet room adds none
     assert totals.seconds == pytest.approx(saved, abs=1e-9)
     assert float(state(hass, MINUTES)) == pytest.approx(round(saved / 60, 2))
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_finished_episode_is_saved_before_any_shutdown(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    tmp_path: Path,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A crash (no clean shutdown) keeps every finished episode: its end writes the restore states."""
+    freezer.move_to(f"{TODAY} 08:00:00+00:00")
+    wav = write_audio(tmp_path / "nursery.wav", recording(14.0, ((2.0, 6.0),)))
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Nursery", data=file_data(wav), options=OPTIONS
+    )
+    await setup_entry(hass, entry)
+    await hass.async_block_till_done()
+    totals = entry.runtime_data.listener.today_totals()
+    assert totals.episodes == 1 and totals.seconds > 0
+
+    saved = {
+        item["state"]["entity_id"]: item
+        for item in hass_storage["core.restore_state"]["data"]
+    }
+    minutes = saved[MINUTES]
+    assert minutes["extra_data"]["total"] == pytest.approx(totals.seconds)
+    assert saved[EPISODES]["extra_data"]["total"] == 1
     await hass.config_entries.async_unload(entry.entry_id)
