@@ -39,6 +39,7 @@ from .conftest import (
     recording,
     setup_entry,
     state_of,
+    wait_for_listener,
 )
 from .fake_sounddevice import FakeSoundCard, PortAudioError
 
@@ -507,3 +508,32 @@ async def test_options_flow(
         30.0,
     )
     assert listener.today_totals() == totals
+
+
+async def test_reconfigure_to_a_model_trained_on_own_clips(
+    hass: HomeAssistant, init_integration: MockConfigEntry, cry_wav: Path
+) -> None:
+    """Close the loop: a model made by cry-train from saved, labelled clips runs after reconfigure.
+
+    tests/fixtures/make_own_model.py made own_clips.tflite with the integration's clip writer,
+    `cry-train import`, `train` and `export`.
+    """
+    own_model = MODELS / "own_clips.tflite"
+    result = await init_integration.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "file"}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], file_input(cry_wav, **{CONF_MODEL_PATH: str(own_model)})
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert state_of(init_integration) is ConfigEntryState.LOADED
+    data = init_integration.runtime_data
+    assert data.model_path == own_model
+    assert [source["name"] for source in data.card.training["data_sources"]] == ["own"]
+    await wait_for_listener(init_integration)
+    stats = data.listener.stats
+    assert stats is not None and stats.windows > 0
+    await unload_all(hass)
