@@ -36,12 +36,15 @@ from .engine.errors import CryDetectorError, ModelError, SourceError
 from .engine.pipeline import Pipeline, PipelineStats, WindowResult
 from .engine.sources import AudioSource
 from .engine.tracker import Episode, TrackerConfig, TrackerUpdate
-from .helpers import async_create_source, source_error
+from .helpers import async_create_source, async_load_model, source_error
 
 LIVE_QUEUE_SECONDS = 5.0
 FAST_FILE_QUEUE_SECONDS = 3600.0
 # No window result for this long while listening: the source is treated as failed.
 STALL_SECONDS = 20.0
+INFERENCE_STALL_SECONDS = (
+    10.0  # a prediction running longer is stuck (pipeline stats.stalled)
+)
 
 type EventCallback = Callable[[str, dict[str, Any]], None]
 
@@ -305,6 +308,7 @@ class CryListener:
             self._tracker_config,
             self._on_result,
             queue_seconds=self._queue_seconds(),
+            stall_seconds=INFERENCE_STALL_SECONDS,
         )
         self._pipeline = pipeline
         self.running = True
@@ -431,7 +435,11 @@ class CryListener:
         def _check(now: datetime) -> None:
             idle = now.timestamp() - self._last_result
             if idle >= STALL_SECONDS - 0.5:
-                self.async_report_failure(self._stall_error(source, idle))
+                error = self._stall_error(source, idle)
+                self.async_report_failure(error)
+                if isinstance(error, ModelError):
+                    self._restart_stalled_model()
+                    return
                 idle = 0.0
             idle = min(max(idle, 0.0), STALL_SECONDS - 1.0)
             self._cancel_watchdog = async_call_later(
@@ -439,6 +447,27 @@ class CryListener:
             )
 
         self._cancel_watchdog = async_call_later(self.hass, STALL_SECONDS, _check)
+
+    @callback
+    def _restart_stalled_model(self) -> None:
+        """Leave a prediction stuck in native code behind: a fresh backend, a fresh worker."""
+        self.entry.async_create_background_task(
+            self.hass, self._async_restart_stalled_model(), f"{DOMAIN} restart model"
+        )
+
+    async def _async_restart_stalled_model(self) -> None:
+        """Load the model again and restart listening; the stuck backend is never closed."""
+        LOGGER.warning("%s: restarting the stuck model", self.entry.title)
+        try:
+            _card, backend = await async_load_model(
+                self.hass, self.entry.runtime_data.model_path
+            )
+        except CryDetectorError as err:
+            self.async_report_failure(err)
+            return
+        self.backend = backend  # closing the stuck one would block on its lock
+        await self.async_stop()
+        self.async_start()
 
     def _stall_error(self, source: AudioSource, idle: float) -> CryDetectorError:
         """Why no results came for `idle` seconds: a stuck model, or a silent source."""
