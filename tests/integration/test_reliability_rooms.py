@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import gc
 import os
 from pathlib import Path
 import threading
@@ -212,4 +213,7 @@ async def test_fifty_reloads_leak_no_thread_process_or_descriptor(
 
     assert not own_threads() - threads
     assert not child_processes() - children
-    await wait_until(lambda: open_descriptors() <= descriptors, timeout=5.0)
+    # Closed transports give their descriptors back when collected; allow for a slow machine.
+    await wait_until(
+        lambda: gc.collect() >= 0 and open_descriptors() <= descriptors, timeout=20.0
+    )
