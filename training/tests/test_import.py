@@ -58,6 +58,24 @@ def save_clip(
     return written
 
 
+def save_labelled_nights(media: Path, entry: str, nights: int = 10) -> None:
+    """Save 4 s clips as a parent would have labelled them: 2 cries and 2 near misses a night."""
+    rng = np.random.default_rng(3)
+    for night in range(nights):
+        day = f"{entry}/2026-06-{night + 1:02d}"
+        kind = NEGATIVE_KINDS[night % len(NEGATIVE_KINDS)]
+        for number in range(2):
+            save_clip(
+                media / f"{day}/0{number}-00-00_episode", "crying", 4.0, cry(4.0, rng)
+            )
+            save_clip(
+                media / f"{day}/0{number}-30-00_near_miss",
+                "not_crying",
+                4.0,
+                negative(4.0, rng, kind),
+            )
+
+
 def test_import_builds_a_manifest_of_the_labelled_clips(tmp_path: Path) -> None:
     """Labelled clips are copied with a manifest; unlabelled and deleted ones are left out."""
     media = tmp_path / "media" / "cry_detector"
@@ -105,21 +123,8 @@ def test_imported_clips_train_export_and_load_in_the_engine(
     from cry_training.export import export_run
     from cry_training.train import train
 
-    rng = np.random.default_rng(3)
     media = tmp_path / "media" / "cry_detector"
-    for night in range(10):
-        day = f"entryA/2026-06-{night + 1:02d}"
-        kind = NEGATIVE_KINDS[night % len(NEGATIVE_KINDS)]
-        for number in range(2):
-            save_clip(
-                media / f"{day}/0{number}-00-00_episode", "crying", 4.0, cry(4.0, rng)
-            )
-            save_clip(
-                media / f"{day}/0{number}-30-00_near_miss",
-                "not_crying",
-                4.0,
-                negative(4.0, rng, kind),
-            )
+    save_labelled_nights(media, "entryA")
     data = tmp_path / "data"
     assert main(["import", str(media), "--output", str(data)]) == 0
     run = tmp_path / "run"
