@@ -16,7 +16,6 @@ import argparse
 import asyncio
 from collections.abc import Callable
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 import resource
@@ -24,13 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENGINE_DIR = REPO_ROOT / "custom_components" / "cry_detector" / "engine"
 MODEL_CANDIDATES = [
     REPO_ROOT / "custom_components" / "cry_detector" / "models" / "default.tflite",
     REPO_ROOT / "tests" / "fixtures" / "models" / "tiny_dscnn.tflite",
@@ -38,19 +35,8 @@ MODEL_CANDIDATES = [
 RATE = 16000
 CHUNK = 1600
 
-
-def load_engine() -> ModuleType:
-    """Register the engine folder as `cry_detector_engine` without importing Home Assistant."""
-    spec = importlib.util.spec_from_file_location(
-        "cry_detector_engine",
-        ENGINE_DIR / "__init__.py",
-        submodule_search_locations=[str(ENGINE_DIR)],
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cry_detector_engine"] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(REPO_ROOT / "training"))
+from cry_training._engine import load_engine  # noqa: E402 - the one by-path engine loader
 
 
 def engine(name: str) -> Any:

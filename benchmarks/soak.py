@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 import gc
 import importlib
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -43,7 +42,6 @@ import numpy as np
 import numpy.typing as npt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENGINE_DIR = REPO_ROOT / "custom_components" / "cry_detector" / "engine"
 ENERGY_MODEL = REPO_ROOT / "tests" / "fixtures" / "models" / "energy_cry.tflite"
 DEFAULT_MODEL = (
     REPO_ROOT / "custom_components" / "cry_detector" / "models" / "default.tflite"
@@ -75,16 +73,12 @@ class Engine:
 
 def load_engine() -> Engine:
     """Register the engine folder as `cry_detector_engine` without importing Home Assistant."""
-    if "cry_detector_engine" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "cry_detector_engine",
-            ENGINE_DIR / "__init__.py",
-            submodule_search_locations=[str(ENGINE_DIR)],
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["cry_detector_engine"] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    from cry_training._engine import (
+        load_engine as load_by_path,
+    )  # the one by-path loader
+
+    load_by_path()
     return Engine(
         backends=importlib.import_module("cry_detector_engine.backends"),
         pipeline=importlib.import_module("cry_detector_engine.pipeline"),
