@@ -67,11 +67,16 @@ def _label_clip(hass: HomeAssistant, clip: str, label: str) -> None:
         else:
             set_label(path, label)
     except OSError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="clips_unavailable",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _clips_unavailable(err) from err
+
+
+def _clips_unavailable(err: OSError) -> HomeAssistantError:
+    """The translated error for a clips folder that cannot be changed."""
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key="clips_unavailable",
+        translation_placeholders={"error": str(err)},
+    )
 
 
 def _delete_all_clips(hass: HomeAssistant) -> None:
@@ -81,11 +86,7 @@ def _delete_all_clips(hass: HomeAssistant) -> None:
     except FileNotFoundError:
         pass
     except OSError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="clips_unavailable",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _clips_unavailable(err) from err
 
 
 async def _async_label_clip(call: ServiceCall) -> None:
