@@ -72,7 +72,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CryDetectorConfigEntry) 
             ) from err
         listener.async_start(source)
     ir.async_delete_issue(hass, DOMAIN, listener.issue_id)
-    entry.runtime_data = CryDetectorData(card, backend, path, listener)
+    entry.runtime_data = CryDetectorData(card, path, listener)
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     entry.async_on_unload(listener.async_track_midnight())
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

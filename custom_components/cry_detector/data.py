@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
-from .engine.backends import Backend
 from .engine.card import ModelCard
 
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ class CryDetectorData:
     """What a loaded entry holds: the model and the listener running it."""
 
     card: ModelCard
-    backend: Backend
     model_path: Path
     listener: CryListener
 

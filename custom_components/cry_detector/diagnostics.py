@@ -36,7 +36,7 @@ async def async_get_config_entry_diagnostics(
             "bundled": CONF_MODEL_PATH not in entry.data,
             "card": data.card.to_dict(),
         },
-        "backend": data.backend.name,
+        "backend": data.listener.backend.name,
         "tracker": dataclasses.asdict(listener.tracker_config),
         "listener": {
             "listening": listener.listening,

@@ -65,7 +65,6 @@ async def test_stream_credentials_are_redacted(hass: HomeAssistant) -> None:
     card, backend = await async_load_model(hass, CRY_MODEL)
     entry.runtime_data = CryDetectorData(
         card,
-        backend,
         CRY_MODEL,
         CryListener(hass, entry, card, backend, tracker_config(card, OPTIONS)),
     )

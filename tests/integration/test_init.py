@@ -65,7 +65,7 @@ async def test_setup_and_unload(
     await setup_entry(hass, mock_config_entry)
     assert mock_config_entry.state is ConfigEntryState.LOADED
     data = mock_config_entry.runtime_data
-    assert data.backend.name == "litert"
+    assert data.listener.backend.name == "litert"
     assert data.listener.stats is not None and data.listener.stats.windows > 0
 
     assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
