@@ -243,6 +243,62 @@ def test_streaming_equals_batch_for_random_splits(sizes: list[int]) -> None:
     )
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=6))
+def test_deferred_features_as_the_pipeline_asks_give_the_batch_patches(
+    sizes: list[int],
+) -> None:
+    """Frames computed only once a patch is due (min_frames) give exactly the batch patches."""
+    samples = (cry_like(4.3, np.random.default_rng(3)) * 32767).astype(np.int16)
+    frontend, assembler = LogMelFrontend(CONFIG), PatchAssembler(CONFIG)
+    produced, position, index, computations = [], 0, 0, 0
+    while position < samples.size:
+        size = sizes[index % len(sizes)]
+        rows = frontend.process(
+            samples[position : position + size], assembler.frames_wanted
+        )
+        computations += bool(rows.shape[0])
+        produced += assembler.push(rows)
+        position, index = position + size, index + 1
+    np.testing.assert_allclose(
+        np.stack(produced), patches(samples, CONFIG), rtol=0, atol=1e-5
+    )
+    assert computations <= len(produced)  # never more than once per patch
+
+
+def test_frontend_defers_until_min_frames_and_keeps_everything() -> None:
+    """Below min_frames nothing is computed or lost; reaching it returns every frame."""
+    samples = cry_like(0.6, np.random.default_rng(2))  # 58 frames
+    frontend = LogMelFrontend(CONFIG)
+    assert frontend.process(samples[:4000], min_frames=50).shape == (0, 40)
+    assert frontend.buffered_samples == 4000
+    rows = frontend.process(samples[4000:], min_frames=50)
+    np.testing.assert_allclose(rows, log_mel(samples, CONFIG), rtol=0, atol=1e-5)
+    assert frontend.buffered_samples == samples.size - rows.shape[0] * 160
+
+
+def test_frontend_keeps_a_copy_of_the_callers_buffer() -> None:
+    """A caller reusing its float64 buffer after process() does not change the features."""
+    samples = cry_like(0.5, np.random.default_rng(4))
+    buffer = samples[:3000].copy()
+    frontend = LogMelFrontend(CONFIG)
+    frontend.process(buffer, min_frames=100)
+    buffer[:] = 0.0
+    np.testing.assert_allclose(
+        frontend.process(samples[3000:]), log_mel(samples, CONFIG), rtol=0, atol=1e-5
+    )
+
+
+def test_long_audio_is_computed_in_blocks_with_the_same_rows() -> None:
+    """Rows past several internal blocks match the rows of the same frames computed alone."""
+    samples = cry_like(3.0, np.random.default_rng(8))  # 298 frames: several blocks
+    whole = log_mel(samples, CONFIG)
+    for frame in (0, 63, 64, 65, 200, 297):
+        start = frame * CONFIG.hop_length
+        alone = log_mel(samples[start : start + CONFIG.window_length], CONFIG)
+        np.testing.assert_allclose(whole[frame], alone[0], rtol=0, atol=1e-5)
+
+
 def test_frontend_reset_starts_a_fresh_frame_grid() -> None:
     """After reset the buffered tail is dropped: output equals batch of the new audio only."""
     frontend = LogMelFrontend(CONFIG)

@@ -491,7 +491,8 @@ class Pipeline:
         segment.append(chunk)
         config = self._features
         hop_samples = config.patch_hop_frames * config.hop_length
-        for patch in state.assembler.push(state.frontend.process(chunk.samples)):
+        rows = state.frontend.process(chunk.samples, state.assembler.frames_wanted)
+        for patch in state.assembler.push(rows):
             end_index = (
                 segment.patches * config.patch_hop_frames + config.patch_frames - 1
             ) * config.hop_length + config.window_length
