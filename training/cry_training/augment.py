@@ -212,9 +212,9 @@ class Augmenter:
         """Return an augmented copy: shift, reverb, background, band limit, gain (each maybe)."""
         config = self.config
         max_shift = int(config.time_shift_ms * self.sample_rate / 1000.0)
-        audio = time_shift(
-            samples, int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
-        )
+        shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+        # Dropping the start never takes more than half a clip (a short word stays a word).
+        audio = time_shift(samples, max(shift, -(np.asarray(samples).size // 2)))
         if rng.random() < config.reverb_probability:
             response = synthetic_impulse_response(
                 self.sample_rate,

@@ -210,7 +210,7 @@ class _WindowBuilder:
             plan.config.sample_rate,
             lambda: [load(c) for c in negatives],
         )
-        extra = {"augment": asdict(config.augment), "backgrounds": "train negatives v1"}
+        extra = {"augment": asdict(config.augment), "backgrounds": "train negatives v2"}
         windows = self.windows(
             "train", clips, plan, load, augmenter=augmenter, extra=extra
         )

@@ -133,6 +133,24 @@ def test_augmenter_is_reproducible_bounded_and_uses_corpus_backgrounds() -> None
     assert np.mean(np.abs(loud) > 0.99) > 0.01
 
 
+@pytest.mark.parametrize("kind", ["synthetic", "corpus"])
+def test_a_clip_shorter_than_the_shift_keeps_at_least_half_its_audio(kind: str) -> None:
+    """A 0.1 s word shifted earlier by up to 250 ms is never emptied (it once crashed)."""
+    config = AugmentConfig(
+        background_probability=1.0,
+        synthetic_background_probability=1.0 if kind == "synthetic" else 0.0,
+        reverb_probability=0.0,
+        band_limit_probability=0.0,
+        time_shift_ms=250.0,
+    )
+    noise = np.random.default_rng(1).normal(size=RATE).astype(np.float32) * 0.1
+    augmenter = Augmenter(config, RATE, lambda: [noise])
+    word = cry(0.1, np.random.default_rng(2))
+    sizes = {augmenter(word, np.random.default_rng(seed)).size for seed in range(40)}
+    assert min(sizes) >= word.size - word.size // 2
+    assert max(sizes) > word.size  # shifted later too
+
+
 def test_pitch_shift_lowers_every_frequency_by_the_factor_and_slows_down() -> None:
     time = np.arange(RATE) / RATE
     tone = np.sin(2 * np.pi * 500.0 * time).astype(np.float32)
