@@ -199,6 +199,12 @@ def _add_export(commands: Any) -> None:
         help="add an evaluation (cry-train evaluate --output) to the card's metrics",
     )
     parser.add_argument("--backend", help="engine backend for the evaluation")
+    parser.add_argument(
+        "--negative_hours",
+        type=float,
+        default=24.0,
+        help="also replay the test negatives (varied) as one stream this long (0: no)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -222,6 +228,12 @@ def _add_evaluate(commands: Any) -> None:
     parser.add_argument("--threshold", type=float, help="instead of the card's")
     parser.add_argument(
         "--seed", type=int, default=0, help="order of the negatives in the stream"
+    )
+    parser.add_argument(
+        "--negative_hours",
+        type=float,
+        default=0.0,
+        help="also replay the negatives (varied) as one stream this long, e.g. 24",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
@@ -360,6 +372,7 @@ def _run_export(args: argparse.Namespace) -> int:
             extra_metrics=_parse_metrics(args.metrics),
             backend=args.backend,
             progress=args.progress,
+            negative_hours=args.negative_hours,
         )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -391,6 +404,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         seed=args.seed,
         progress=args.progress,
+        negative_hours=args.negative_hours,
     )
     result = evaluate_clips(args.model, clips, options)
     text = json.dumps(result, indent=2, allow_nan=False)

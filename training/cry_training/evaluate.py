@@ -7,6 +7,7 @@ through the engine's Pipeline and EpisodeTracker, with the cries spread through 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 import contextlib
@@ -26,6 +27,7 @@ from ._engine import (
 )
 from ._progress import progress_bar
 from .audio import read_audio, to_int16
+from .augment import synthetic_background
 from .dataset import Clip, load_clips, read_split, select_clips
 from .metrics import counts_at, recall_at_fpr, roc_auc, roc_curve
 from .windows import clip_patches
@@ -55,6 +57,10 @@ class EvalOptions:
         0.5  # stream chunking (streaming output equals batch output anyway)
     )
     progress: bool = True
+    # Also replay the negatives as one stream this long (0 = not), each pass in a new order
+    # with its own gain and noise floor: false episodes per 24 h need far more audio than
+    # the corpus holds.
+    negative_hours: float = 0.0
 
 
 @dataclass
@@ -128,9 +134,13 @@ class PlanSource(sources.AudioSource):
         sample_rate: int,
         chunk_seconds: float = 0.5,
         backlog_seconds: float = 3.0,
+        vary: Variation | None = None,
     ) -> None:
-        """Prepare to read the plan."""
+        """Prepare to read the plan; `vary` changes each played clip (replays)."""
         self.sample_rate = sample_rate
+        self._vary = vary
+        self._decoded: dict[Path, npt.NDArray[np.int16]] = {}
+        self._played = 0
         self.description = f"evaluation stream of {len(plan)} clips"
         self._plan = list(plan)
         self._chunk = max(1, int(chunk_seconds * sample_rate))
@@ -139,6 +149,7 @@ class PlanSource(sources.AudioSource):
         self.position = 0  # samples delivered
         self.processed_until = 0.0  # end of the newest window the pipeline reported
         self.cries: list[tuple[float, float]] = []
+        self.played: list[tuple[float, Clip]] = []  # (start in stream seconds, clip)
         self.negative_samples = 0
         self.on_clip: Callable[[int], Any] | None = None  # progress
         self._progressed = asyncio.Event()
@@ -171,8 +182,15 @@ class PlanSource(sources.AudioSource):
 
     def _queue_clip(self, clip: Clip, is_cry: bool) -> None:
         """Decode a clip into chunks; note where the cries are."""
-        samples = _load_int16(clip, self.sample_rate)
+        if self._vary is None:
+            samples = _load_int16(clip, self.sample_rate)
+        else:  # replays: decode each clip once
+            if clip.path not in self._decoded:
+                self._decoded[clip.path] = _load_int16(clip, self.sample_rate)
+            samples = self._vary(self._decoded[clip.path], self._played)
+        self._played += 1
         start = (self.position + sum(p.size for p in self._pending)) / self.sample_rate
+        self.played.append((start, clip))
         if is_cry:
             self.cries.append((start, start + samples.size / self.sample_rate))
         else:
@@ -184,18 +202,56 @@ class PlanSource(sources.AudioSource):
             self.on_clip(1)
 
 
+Variation = Callable[[npt.NDArray[np.int16], int], npt.NDArray[np.int16]]
+REPLAY_GAIN_DB = (-12.0, 6.0)
+REPLAY_NOISE_DBFS = (-75.0, -50.0)  # a quiet room to a noise machine at low volume
+
+
+def replay_variation(sample_rate: int, seed: int) -> Variation:
+    """Each replayed clip gets its own gain and noise floor (white/pink/brown/fan)."""
+
+    def vary(samples: npt.NDArray[np.int16], played: int) -> npt.NDArray[np.int16]:
+        rng = np.random.default_rng([seed, 5, played])
+        gain = 10.0 ** (rng.uniform(*REPLAY_GAIN_DB) / 20.0)
+        floor = 10.0 ** (rng.uniform(*REPLAY_NOISE_DBFS) / 20.0)
+        noise = synthetic_background(samples.size, sample_rate, rng) * floor
+        return to_int16(samples.astype(np.float32) / 32768.0 * gain + noise)
+
+    return vary
+
+
+def replay_plan(
+    negatives: Sequence[Clip], hours: float, seed: int
+) -> list[tuple[Clip, bool]]:
+    """The negatives in a new seeded order each pass, passes until `hours` are filled."""
+    seconds = sum(clip.seconds or 0.0 for clip in negatives)
+    if seconds <= 0:
+        return []
+    passes = math.ceil(hours * 3600.0 / seconds)
+    return [
+        (clip, False)
+        for index in range(passes)
+        for clip, _ in _stream_plan(negatives, [], seed + 1000 * (index + 1))
+    ]
+
+
 def stream_episodes(
     plan: Sequence[tuple[Clip, bool]],
     card: Any,
     backend: Any,
     tracker_config: Any,
     options: EvalOptions,
+    *,
+    vary: Variation | None = None,
+    on_played: Callable[[list[tuple[float, Clip]]], None] | None = None,
 ) -> tuple[list[Any], list[tuple[float, float]], float]:
     """Play the plan as one stream through the engine's Pipeline (features, backend, tracker).
 
     Returns (episodes, cry intervals in stream seconds, negative seconds).
     """
-    source = PlanSource(plan, card.features.sample_rate, options.chunk_seconds)
+    source = PlanSource(
+        plan, card.features.sample_rate, options.chunk_seconds, vary=vary
+    )
     episodes: list[Any] = []
     bar = progress_bar(
         enabled=options.progress, total=len(plan), desc="stream", unit="clip"
@@ -216,6 +272,8 @@ def stream_episodes(
     with bar:
         source.on_clip = bar.update
         asyncio.run(play())
+    if on_played is not None:
+        on_played(source.played)
     return episodes, source.cries, source.negative_samples / card.features.sample_rate
 
 
@@ -389,7 +447,7 @@ def evaluate_backend(
         features.patch_seconds
         + tracker_config.smoothing_windows * features.patch_hop_seconds
     )
-    return {
+    result = {
         "card": {
             "name": card.name,
             "version": card.version,
@@ -415,6 +473,61 @@ def evaluate_backend(
         "per_class": per_class_table(scored, threshold, positive),
         "roc": curve,
     }
+    if options.negative_hours > 0:
+        result["long_stream"] = long_stream_metrics(
+            card,
+            backend,
+            [c for c in clips if c.label != positive],
+            tracker_config,
+            options,
+        )
+    return result
+
+
+def long_stream_metrics(
+    card: Any,
+    backend: Any,
+    negatives: Sequence[Clip],
+    tracker_config: Any,
+    options: EvalOptions,
+) -> dict[str, Any]:
+    """False episodes in options.negative_hours of the negatives replayed (varied) as one stream."""
+    plan = replay_plan(negatives, options.negative_hours, options.seed)
+    vary = replay_variation(card.features.sample_rate, options.seed)
+    played: list[tuple[float, Clip]] = []
+    episodes, _, seconds = stream_episodes(
+        plan, card, backend, tracker_config, options, vary=vary, on_played=played.extend
+    )
+    hours = seconds / 3600.0
+    return {
+        "negative_hours": round(hours, 3),
+        "negative_clips": len(negatives),
+        "passes": len(plan) // max(len(negatives), 1),
+        "variation": {
+            "gain_db": list(REPLAY_GAIN_DB),
+            "noise_floor_dbfs": list(REPLAY_NOISE_DBFS),
+            "order": "new seeded order each pass",
+        },
+        "false_episodes": len(episodes),
+        "false_episodes_per_24h": _round(len(episodes) * 24.0 / hours)
+        if hours > 0
+        else None,
+        "false_cry_seconds": round(sum(e.duration for e in episodes), 1),
+        "by_class": _episodes_by_class(episodes, played),
+    }
+
+
+def _episodes_by_class(
+    episodes: Sequence[Any], played: Sequence[tuple[float, Clip]]
+) -> dict[str, int]:
+    """Count episodes by the source/class of the clip playing when each began, most first."""
+    starts = [start for start, _ in played]
+    counts: dict[str, int] = defaultdict(int)
+    for episode in episodes:
+        index = max(0, bisect.bisect_right(starts, episode.start) - 1)
+        clip = played[index][1]
+        counts[f"{clip.source}/{clip.cls}"] += 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def clips_for_evaluation(
@@ -461,8 +574,19 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"{stream['inserted_cries']} inserted cries found "
             f"(episode recall {stream['episode_recall']})"
         ),
-        "false positives by class (at the threshold):",
     ]
+    if "long_stream" in result:
+        long = result["long_stream"]
+        classes = ", ".join(
+            f"{name} {n}" for name, n in list(long["by_class"].items())[:6]
+        )
+        lines.append(
+            f"long stream: {long['false_episodes']} false episodes in {long['negative_hours']} h "
+            f"({long['passes']} varied passes over {long['negative_clips']} negatives) = "
+            f"{long['false_episodes_per_24h']} per 24 h"
+            + (f"; from {classes}" if classes else "")
+        )
+    lines.append("false positives by class (at the threshold):")
     lines.extend(
         f"  {row['source']}/{row['class']}: {row['detected']}/{row['clips']} "
         f"(max score {row['max_score']})"

@@ -308,6 +308,7 @@ def export_run(
     backend: str | None = None,
     log: Log = print,
     progress: bool = True,
+    negative_hours: float = 24.0,
 ) -> ExportResult:
     """Export the selected checkpoint of a training run, evaluated on its test split."""
     import keras
@@ -387,7 +388,10 @@ def export_run(
         result = evaluate_clips(
             model_path,
             clips,
-            EvalOptions(backend=backend, progress=progress),  # seed 0 like `evaluate`
+            # seed 0 like `evaluate`
+            EvalOptions(
+                backend=backend, progress=progress, negative_hours=negative_hours
+            ),
             log,
         )
         return {"test": _strip_curves(result)}

@@ -17,6 +17,8 @@ from cry_training.dataset import Clip
 from cry_training.evaluate import (
     EvalOptions,
     evaluate_backend,
+    replay_plan,
+    replay_variation,
     summary_lines,
     write_report,
 )
@@ -155,6 +157,66 @@ def test_a_long_tonal_negative_is_one_false_episode(tmp_path: Path) -> None:
     assert (stream["false_episodes"], stream["detected_cries"]) == (1, 1)
     assert stream["false_episodes_per_hour"] == pytest.approx(1 / hours, rel=1e-3)
     assert 6.0 <= stream["false_cry_seconds"] <= 8.5
+
+
+def test_long_stream_replays_the_negatives_with_variation(tmp_path: Path) -> None:
+    """The long stream fills the hours with varied passes and attributes each false episode."""
+    rng = np.random.default_rng(2)
+    clips = [
+        _clip(
+            tmp_path,
+            f"noise{i}",
+            0.1 * rng.normal(size=10 * RATE),
+            "not_crying",
+            "noise",
+        )
+        for i in range(3)
+    ]
+    clips.append(_clip(tmp_path, "alarm", _tone(8.0, 1000), "not_crying", "alarm"))
+    clips.append(_clip(tmp_path, "cry", _tone(4.0, 500), "crying", "cry"))
+    hours = 0.1  # 360 s: 10 passes of the 38 s of negatives
+    result = evaluate_backend(
+        _card(), RuleBackend(), clips, EvalOptions(progress=False, negative_hours=hours)
+    )
+    long = result["long_stream"]
+    assert long["passes"] == 10 and long["negative_clips"] == 4
+    assert long["negative_hours"] == pytest.approx(380 / 3600, abs=1e-3)
+    # The 8 s alarm is one false episode each time it plays tonal enough for the rule after
+    # its gain and noise floor (a loud floor at low gain hides it), never two in a row here.
+    plan = replay_plan([c for c in clips if c.label != "crying"], hours, 0)
+    alarms = [i for i, (clip, _) in enumerate(plan) if clip.cls == "alarm"]
+    assert len(alarms) == 10 and all(i - 1 not in alarms for i in alarms)
+    vary, alarm = replay_variation(RATE, 0), (_tone(8.0, 1000) * 32767).astype(np.int16)
+    runs = sum(
+        all(
+            float(np.std(patch)) > 3.0
+            for patch in features.patches(vary(alarm, i), features.FeatureConfig())
+        )
+        for i in alarms
+    )
+    assert 5 <= runs < 10  # the variation matters
+    assert long["false_episodes"] == runs
+    assert long["by_class"] == {"known/alarm": runs}
+    assert long["false_episodes_per_24h"] == pytest.approx(
+        runs * 24 / (380 / 3600), rel=1e-3
+    )
+    assert any(
+        f"long stream: {runs} false episodes" in line
+        for line in summary_lines({"model": "rule", **result})
+    )
+    json.dumps(result, allow_nan=False)
+
+
+def test_replays_differ_in_level_and_noise_but_keep_length() -> None:
+    """Each replayed clip gets its own gain and noise floor; the same index gives the same audio."""
+    vary = replay_variation(RATE, seed=0)
+    clean = (_tone(1.0, 500) * 32767).astype(np.int16)
+    first, second = vary(clean, 0), vary(clean, 1)
+    assert first.shape == clean.shape == second.shape
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, vary(clean, 0))
+    silent = vary(np.zeros(RATE, np.int16), 5)
+    assert 0 < np.abs(silent).max() < 200  # a noise floor, not silence
 
 
 def test_report_png_is_written(known_clips: list[Clip], tmp_path: Path) -> None:
