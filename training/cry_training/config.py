@@ -74,6 +74,11 @@ class HardNegativeConfig:
 
     pitched_cries: int = 0  # pitched-down copies of every training cry (0 = off)
     pitch_factor: list[float] = field(default_factory=lambda: [0.4, 0.7])
+    # Mining: before these stages (1-based), training negatives the model scores at or above
+    # mining_threshold are found and seen `mined_repeats` more times per pass from then on.
+    mine_before_stages: list[int] = field(default_factory=list)
+    mining_threshold: float = 0.5
+    mined_repeats: int = 4
 
 
 @dataclass
@@ -246,6 +251,17 @@ class Config:
         ):
             raise ConfigError(
                 "hard_negatives.pitched_cries >= 0 and pitch_factor [low, high] > 0"
+            )
+        stages = len(self.training.how_many_training_steps)
+        hard = self.hard_negatives
+        if (
+            any(not 2 <= stage <= stages for stage in hard.mine_before_stages)
+            or not 0 < hard.mining_threshold < 1
+            or hard.mined_repeats < 1
+        ):
+            raise ConfigError(
+                f"hard_negatives: mine_before_stages must name stages 2..{stages}, "
+                "mining_threshold be in (0, 1) and mined_repeats >= 1"
             )
         if self.model.architecture != "ds_cnn":
             raise ConfigError(

@@ -329,6 +329,9 @@ def export_run(
         "windows": summary["windows"],
         "training_seconds": summary["seconds"],
         "selected_step": selection.get("step"),
+        **(
+            {"hard_negative_mining": summary["mining"]} if summary.get("mining") else {}
+        ),
         "seed": config.seed,
         "framework": f"keras {keras.__version__}",
         "config": config.to_dict(),

@@ -264,6 +264,17 @@ class BatchSampler:
         )
         self._order = np.zeros(0, np.int64)
         self._by_class = [np.flatnonzero(labels == value) for value in (0, 1)]
+        self._pool = np.arange(
+            labels.size
+        )  # every window once, plus emphasised repeats
+
+    def emphasize(self, indices: npt.NDArray[np.int64], repeats: int) -> None:
+        """From the next pass on, these windows come `repeats` more times (replacing earlier ones)."""
+        extra = np.repeat(np.asarray(indices, np.int64), repeats)
+        self._pool = np.concatenate((np.arange(self.labels.size), extra))
+        self._by_class = [
+            self._pool[self.labels[self._pool] == value] for value in (0, 1)
+        ]
 
     def next(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Return the next batch."""
@@ -278,7 +289,7 @@ class BatchSampler:
             return indices, np.ones(indices.size, np.float32)
         if self._order.size < self.batch_size:
             self._order = np.concatenate(
-                (self._order, self.rng.permutation(self.labels.size))
+                (self._order, self.rng.permutation(self._pool))
             )
         indices, self._order = (
             self._order[: self.batch_size],
@@ -377,6 +388,7 @@ def train(
         },
         "data_sources": _sources_with_splits(data),
         "selection": runner.selection,
+        "mining": runner.mining,
     }
     (train_dir / SUMMARY_FILE).write_text(
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"
@@ -446,6 +458,7 @@ class _Runner:
         )
         self.selection: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self.mining: list[dict[str, Any]] = []
         self.best_key: tuple[bool, float, float] | None = None
         self.started = time.monotonic()
 
@@ -465,6 +478,8 @@ class _Runner:
                 )
             ):
                 self.model.optimizer.learning_rate.assign(rate)
+                if stage + 1 in self.config.hard_negatives.mine_before_stages:
+                    self._mine(step, stage + 1, bar.write)
                 for stage_step in range(steps):
                     indices, weights = self.sampler.next()
                     logs = self.model.train_on_batch(
@@ -498,6 +513,30 @@ class _Runner:
                 "note": "no validation split",
             }
             self._write(SELECTION_FILE, self.selection)
+
+    def _mine(self, step: int, stage: int, write: Log) -> None:
+        """Find the training negatives the model now calls crying; emphasise them from here on."""
+        hard = self.config.hard_negatives
+        negatives = np.flatnonzero(self.data.train.labels == 0)
+        scores = self.model.predict(
+            self.data.train.patches[negatives][..., None], batch_size=512, verbose=0
+        )[:, 1]
+        mined = negatives[scores >= hard.mining_threshold]
+        self.sampler.emphasize(mined, hard.mined_repeats)
+        self.mining.append(
+            {
+                "step": step,
+                "stage": stage,
+                "negatives": int(negatives.size),
+                "mined": int(mined.size),
+                "threshold": hard.mining_threshold,
+                "repeats": hard.mined_repeats,
+            }
+        )
+        write(
+            f"before stage {stage}: {mined.size} of {negatives.size} training negatives score "
+            f">= {hard.mining_threshold}; each now comes {hard.mined_repeats} more times per pass"
+        )
 
     def _evaluate(
         self, step: int, stage: int, loss: float, accuracy: float, write: Log

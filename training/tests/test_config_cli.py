@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 import subprocess
 import sys
@@ -48,7 +49,18 @@ def test_default_yaml_is_complete_and_valid() -> None:
     config.check()
     assert config.data.data_dir == "../shared/data/cry-corpus"
     assert config.to_dict().keys() == Config().to_dict().keys()
-    assert config.feature_config() == Config().feature_config()
+    # The default model's features: the engine's, at 8 kHz on the same time and mel grid.
+    features, engine_default = config.feature_config(), Config().feature_config()
+    assert features.sample_rate == 8000
+    assert features == replace(
+        engine_default,
+        sample_rate=8000,
+        window_length=200,
+        hop_length=80,
+        fft_length=256,
+    )
+    assert features.hop_seconds == engine_default.hop_seconds
+    assert features.patch_seconds == engine_default.patch_seconds
 
 
 def test_yaml_flags_and_set_are_layered(tmp_path: Path) -> None:
@@ -99,6 +111,9 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("split.val_fraction=0.9", "below 1"),
         ("hard_negatives.pitch_factor=[0.7, 0.4]", "pitch_factor"),
         ("hard_negatives.pitched_cries=-1", "pitched_cries"),
+        ("hard_negatives.mine_before_stages=[1]", "mine_before_stages"),
+        ("hard_negatives.mine_before_stages=[3]", "stages 2..2"),
+        ("hard_negatives.mining_threshold=1.0", "mining_threshold"),
     ],
 )
 def test_bad_values_name_the_key(assignment: str, message: str) -> None:

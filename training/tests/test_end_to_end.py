@@ -122,6 +122,14 @@ def test_card_records_sources_licences_metrics_and_limits(exported_model: Path) 
         )["threshold"]
     )
     assert card.training["config"]["model"]["first_filters"] == 8
+    long = test["long_stream"]
+    assert long["negative_hours"] >= 0.1 and long["passes"] >= 1
+    assert long["false_episodes_per_24h"] == pytest.approx(
+        long["false_episodes"] * 24 / long["negative_hours"], rel=0.01
+    )
+    (mined,) = card.training["hard_negative_mining"]
+    assert (mined["stage"], mined["step"], mined["repeats"]) == (2, 200, 4)
+    assert 0 <= mined["mined"] <= mined["negatives"]
 
 
 def test_evaluate_on_all_synthetic_clips(

@@ -132,7 +132,7 @@ def test_imported_clips_train_export_and_load_in_the_engine(
         tiny_config(data, tmp_path / "cache"), run, log=lambda _: None, progress=False
     )
     model = tmp_path / "export" / "own.tflite"
-    export_run(run, model, log=lambda _: None, progress=False)
+    export_run(run, model, log=lambda _: None, progress=False, negative_hours=0.05)
     card, backend = backends.load_model(model)
     try:
         assert card.labels == ("not_crying", "crying")
