@@ -161,40 +161,35 @@ def features_ms_per_second(engine: Any, features: Any) -> float:
     return _median_ms(stream, 9) / seconds
 
 
-def main() -> None:
-    """Print the side-by-side compute comparison as a table and JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=REPO / "custom_components/cry_detector/models/default.tflite",
-    )
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args()
+def measure(model: Path, repeats: int = 50) -> dict[str, Any]:
+    """Measure our model and pipeline against the YAMNet-shaped network; return the figures."""
     engine = load_engine()
-    card = engine.card.load_card(engine.card.card_path_for(args.model))
+    card = engine.card.load_card(engine.card.card_path_for(model))
     yamnet = build_yamnet_shape()
     ours_per_s = 1.0 / card.features.patch_hop_seconds
     yam_per_s = 1.0 / YAMNET_PATCH_HOP_SECONDS
-    ours_macs, ours_weights = count_macs(args.model)
+    ours_macs, ours_weights = count_macs(model)
     yam_macs, yam_weights = count_macs(yamnet)
-    ours_ms = time_litert(args.model, args.repeats)
-    yam_ms = time_litert(yamnet, max(10, args.repeats // 5))
-    numpy_model = engine.backends.numpy_backend.NumpyTfliteModel(
-        args.model.read_bytes()
-    )
+    ours_ms = time_litert(model, repeats)
+    yam_ms = time_litert(yamnet, max(10, repeats // 5))
+    numpy_model = engine.backends.numpy_backend.NumpyTfliteModel(model.read_bytes())
     patch = np.zeros(numpy_model.input_shape, np.float32)
-    numpy_ms = _median_ms(lambda: numpy_model.run(patch), args.repeats)
+    numpy_ms = _median_ms(lambda: numpy_model.run(patch), repeats)
     feat_ms = features_ms_per_second(engine, card.features)
     yam_feat_cfg = engine.features.FeatureConfig(
-        mel_bands=64, fmax_hz=7500.0, patch_frames=96, patch_hop_frames=48
+        mel_bands=64,
+        fmin_hz=125.0,
+        fmax_hz=7500.0,
+        patch_frames=96,
+        patch_hop_frames=48,
     )
     yam_feat_ms = features_ms_per_second(engine, yam_feat_cfg)
     ours_total = feat_ms + ours_ms * ours_per_s
     yam_total = yam_feat_ms + yam_ms * yam_per_s
-    result = {
+    return {
         "ours": {
-            "model_bytes": args.model.stat().st_size,
+            "sample_rate": card.features.sample_rate,
+            "model_bytes": model.stat().st_size,
             "weights": ours_weights,
             "macs_per_inference": ours_macs,
             "macs_per_second": ours_macs * ours_per_s,
@@ -205,6 +200,7 @@ def main() -> None:
             "pipeline_ms_per_second_numpy": feat_ms + numpy_ms * ours_per_s,
         },
         "yamnet_shape": {
+            "sample_rate": 16000,
             "model_bytes": yamnet.stat().st_size,
             "weights": yam_weights,
             "macs_per_inference": yam_macs,
@@ -218,8 +214,13 @@ def main() -> None:
         # The issue's target: our whole pipeline against the YAMNet-sized network alone.
         "ratio_pipeline_vs_yamnet_network": ours_total / (yam_ms * yam_per_s),
     }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """Print the comparison as a table and the ratios."""
     print(f"{'':34}{'ours':>14}{'YAMNet-shape':>16}")
     for key in (
+        "sample_rate",
         "model_bytes",
         "weights",
         "macs_per_inference",
@@ -231,15 +232,32 @@ def main() -> None:
         print(
             f"{key:34}{result['ours'][key]:>14,.3f}{result['yamnet_shape'][key]:>16,.3f}"
         )
-    print(f"{'numpy_ms_per_inference (ours)':34}{numpy_ms:>14,.3f}")
+    ours = result["ours"]
     print(
-        f"{'pipeline_ms_per_second_numpy':34}{result['ours']['pipeline_ms_per_second_numpy']:>14,.3f}"
+        f"{'numpy_ms_per_inference (ours)':34}{ours['numpy_ms_per_inference']:>14,.3f}"
+    )
+    print(
+        f"{'pipeline_ms_per_second_numpy':34}{ours['pipeline_ms_per_second_numpy']:>14,.3f}"
     )
     print(
         f"ratio ours/YAMNet: multiply-adds per second {result['ratio_macs_per_second']:.4f}, "
         f"pipeline time per second {result['ratio_pipeline_time']:.4f}, "
         f"our pipeline vs YAMNet network alone {result['ratio_pipeline_vs_yamnet_network']:.4f}"
     )
+
+
+def main() -> None:
+    """Print the side-by-side compute comparison as a table and JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "custom_components/cry_detector/models/default.tflite",
+    )
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    result = measure(args.model, args.repeats)
+    print_table(result)
     print(json.dumps(result))
 
 

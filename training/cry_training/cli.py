@@ -243,6 +243,31 @@ def _add_evaluate(commands: Any) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _add_operating_points(commands: Any) -> None:
+    """operating-points: false episodes per day vs episode recall for each tracker setting."""
+    parser = commands.add_parser(
+        "operating-points",
+        help="episode recall and false episodes per 24 h for each threshold / tracker setting",
+    )
+    parser.add_argument(
+        "--model", type=Path, required=True, help="X.tflite with X.json beside it"
+    )
+    parser.add_argument(
+        "--data", type=Path, help="manifest.csv folder or <label>/ folders"
+    )
+    parser.add_argument("--split_file", type=Path, help="split.csv of a training run")
+    parser.add_argument(
+        "--split", help="only clips of this split (val to choose, test to report)"
+    )
+    parser.add_argument("--sources", type=_csv, default=[], help="only these sources")
+    parser.add_argument("--backend", help="litert, tflite_runtime or numpy")
+    parser.add_argument("--negative_hours", type=float, default=24.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output", type=Path, help="also write every point as JSON here"
+    )
+
+
 def _add_import(commands: Any) -> None:
     """import: clips saved and labelled in Home Assistant -> clips + manifest.csv."""
     parser = commands.add_parser(
@@ -264,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_export(commands)
     _add_evaluate(commands)
+    _add_operating_points(commands)
     _add_import(commands)
     scan = commands.add_parser(
         "scan", help="the engine's scan of audio files", add_help=False
@@ -420,6 +446,33 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_operating_points(args: argparse.Namespace) -> int:
+    """Run operating-points."""
+    from ._engine import backends
+    from .evaluate import clips_for_evaluation
+    from .operating import operating_points, table_lines
+
+    card, backend = backends.load_model(args.model, args.backend)
+    try:
+        clips = clips_for_evaluation(
+            data_dir=args.data,
+            split_file=args.split_file,
+            split=args.split,
+            sources=args.sources,
+            positive_label=card.positive_label,
+        )
+        result = operating_points(
+            card, backend, clips, negative_hours=args.negative_hours, seed=args.seed
+        )
+    finally:
+        backend.close()
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(table_lines(result)))
+    return 0
+
+
 def _run_scan(args: argparse.Namespace) -> int:
     """Forward to the engine's scan command."""
     from .scan import run_scan
@@ -448,6 +501,7 @@ RUNNERS = {
     "train": _run_train,
     "export": _run_export,
     "evaluate": _run_evaluate,
+    "operating-points": _run_operating_points,
     "scan": _run_scan,
     "import": _run_import,
 }

@@ -132,6 +132,34 @@ def test_card_records_sources_licences_metrics_and_limits(exported_model: Path) 
     assert 0 <= mined["mined"] <= mined["negatives"]
 
 
+def test_operating_points_cli_on_the_exported_model(
+    exported_model: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = trained_run.parent / "points.json"
+    status = main(
+        [
+            "operating-points",
+            "--model",
+            str(exported_model),
+            "--split_file",
+            str(trained_run / "split.csv"),
+            "--split",
+            "test",
+            "--negative_hours",
+            "0.05",
+            "--output",
+            str(output),
+        ]
+    )
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "card: threshold" in printed and "h of replayed negatives" in printed
+    result = json.loads(output.read_text(encoding="utf-8"))
+    card = engine_card.load_card(exported_model.with_suffix(".json"))
+    assert result["card_point"]["threshold"] == card.threshold
+    assert result["cries"] > 0 and len(result["points"]) == 112
+
+
 def test_evaluate_on_all_synthetic_clips(
     exported_model: Path, dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,198 @@
+"""`cry-train operating-points`: what each threshold and tracker setting costs and buys.
+
+The window probabilities of two streams are computed once through the engine's Pipeline (the
+cries inserted among the negatives, and the negatives replayed for `negative_hours`); then the
+engine's EpisodeTracker is replayed offline for every combination of threshold, smoothing and
+minimum cry duration. The frontier answers "how many cries do I miss for at most N false
+episodes a day?" for the split it is run on (validation to choose, test to report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+import itertools
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._engine import engine_module
+from .dataset import Clip
+from .evaluate import (
+    PlanSource,
+    Variation,
+    _overlaps,
+    _stream_plan,
+    pipeline_module,
+    replay_plan,
+    replay_variation,
+)
+
+tracker_module = engine_module("tracker")
+
+THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
+SMOOTHING = (1, 2, 3, 4)
+MIN_CRY_SECONDS = (1.0, 2.0, 3.0, 4.0)
+CEILINGS_PER_DAY = (1.0, 5.0, 24.0, 100.0)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """Window results of one stream: (start, end, probability) rows, cry intervals, negatives."""
+
+    windows: npt.NDArray[np.float64]
+    cries: list[tuple[float, float]]
+    negative_seconds: float
+
+
+def capture(
+    plan: Sequence[tuple[Clip, bool]],
+    card: Any,
+    backend: Any,
+    vary: Variation | None = None,
+) -> Captured:
+    """Play a plan through the Pipeline and keep every window's probability."""
+    source = PlanSource(plan, card.features.sample_rate, 0.5, vary=vary)
+    rows: list[tuple[float, float, float]] = []
+
+    def on_result(result: Any) -> None:
+        source.processed(result.end)
+        if result.end > result.start:  # not the end-of-stream flush
+            rows.append((result.start, result.end, result.probability))
+
+    async def play() -> None:
+        pipeline = pipeline_module.Pipeline(
+            source, card, backend, card.tracker_config(), on_result
+        )
+        async with source:
+            await pipeline.run()
+
+    asyncio.run(play())
+    windows = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return Captured(
+        windows, source.cries, source.negative_samples / card.features.sample_rate
+    )
+
+
+def episodes(windows: npt.NDArray[np.float64], config: Any) -> list[Any]:
+    """Replay the engine's tracker over captured windows."""
+    tracker = tracker_module.EpisodeTracker(config)
+    found = []
+    for start, end, probability in windows:
+        update = tracker.update(float(start), float(end), float(probability))
+        if update.ended is not None:
+            found.append(update.ended)
+    last = tracker.flush().ended
+    return [*found, last] if last is not None else found
+
+
+def point(card: Any, short: Captured, long: Captured, config: Any) -> dict[str, Any]:
+    """Figures of one tracker config on both streams."""
+    features = card.features
+    tolerance = (
+        features.patch_seconds + config.smoothing_windows * features.patch_hop_seconds
+    )
+    found = episodes(short.windows, config)
+    detected = sum(
+        any(_overlaps(e, cry, tolerance) for e in found) for cry in short.cries
+    )
+    cry_seconds = sum(end - start for start, end in short.cries)
+    tracked = sum(e.duration for e in found)
+    false_long = len(episodes(long.windows, config))
+    hours = long.negative_seconds / 3600.0
+    return {
+        "threshold": config.threshold,
+        "smoothing_windows": config.smoothing_windows,
+        "min_cry_seconds": config.min_cry_seconds,
+        "episode_recall": round(detected / len(short.cries), 4)
+        if short.cries
+        else None,
+        "cry_minute_error": round(abs(tracked - cry_seconds) / cry_seconds, 4)
+        if cry_seconds
+        else None,
+        "false_episodes_per_24h": round(false_long * 24.0 / hours, 2)
+        if hours
+        else None,
+    }
+
+
+def operating_points(
+    card: Any,
+    backend: Any,
+    clips: Sequence[Clip],
+    *,
+    negative_hours: float = 24.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every (threshold, smoothing, min cry) point and the frontier per false-episode ceiling."""
+    positive = card.positive_label
+    negatives = [c for c in clips if c.label != positive]
+    cries = [c for c in clips if c.label == positive]
+    short = capture(_stream_plan(negatives, cries, seed), card, backend)
+    long = capture(
+        replay_plan(negatives, negative_hours, seed),
+        card,
+        backend,
+        replay_variation(card.features.sample_rate, seed),
+    )
+    points = [
+        point(
+            card,
+            short,
+            long,
+            card.tracker_config(
+                threshold=threshold,
+                hysteresis=min(card.tracker_config().hysteresis, threshold / 2),
+                smoothing_windows=smoothing,
+                min_cry_seconds=min_cry,
+            ),
+        )
+        for threshold, smoothing, min_cry in itertools.product(
+            THRESHOLDS, SMOOTHING, MIN_CRY_SECONDS
+        )
+    ]
+    return {
+        "negative_hours": round(long.negative_seconds / 3600.0, 3),
+        "cries": len(short.cries),
+        "card_point": point(card, short, long, card.tracker_config()),
+        "frontier": frontier(points),
+        "points": points,
+    }
+
+
+def frontier(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each ceiling of false episodes per 24 h: the point with the best episode recall."""
+    best = []
+    for ceiling in CEILINGS_PER_DAY:
+        allowed = [p for p in points if p["false_episodes_per_24h"] <= ceiling]
+        if allowed:
+            chosen = max(
+                allowed,
+                key=lambda p: (p["episode_recall"], -p["cry_minute_error"]),
+            )
+            best.append({"max_false_episodes_per_24h": ceiling, **chosen})
+    return best
+
+
+def table_lines(result: dict[str, Any]) -> list[str]:
+    """The card's point and the frontier as text."""
+
+    def row(p: dict[str, Any]) -> str:
+        return (
+            f"threshold {p['threshold']:<5} smoothing {p['smoothing_windows']} "
+            f"min cry {p['min_cry_seconds']:.0f} s: episode recall {p['episode_recall']:.3f}, "
+            f"cry-minute error {p['cry_minute_error']:.3f}, "
+            f"{p['false_episodes_per_24h']:g} false episodes per 24 h"
+        )
+
+    lines = [
+        f"{result['cries']} inserted cries; {result['negative_hours']} h of replayed negatives",
+        "card: " + row(result["card_point"]),
+    ]
+    lines += [
+        f"<= {p['max_false_episodes_per_24h']:g}/24 h: " + row(p)
+        for p in result["frontier"]
+    ]
+    return lines

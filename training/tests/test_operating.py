@@ -1,0 +1,77 @@
+"""Operating points: the offline tracker replay matches the live stream; the frontier is right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_evaluate import RuleBackend, _card, _clip, _tone
+
+from cry_training.dataset import Clip
+from cry_training.evaluate import EvalOptions, evaluate_backend
+from cry_training.operating import operating_points, table_lines
+
+RATE = 16000
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> list[Clip]:
+    rng = np.random.default_rng(4)
+    found = [
+        _clip(
+            tmp_path,
+            f"noise{i}",
+            0.1 * rng.normal(size=8 * RATE),
+            "not_crying",
+            "noise",
+        )
+        for i in range(4)
+    ]
+    found.append(_clip(tmp_path, "alarm", _tone(2.0, 1000), "not_crying", "alarm"))
+    found += [
+        _clip(tmp_path, f"cry{i}", _tone(8.0, 500), "crying", "cry") for i in range(3)
+    ]
+    return found
+
+
+def test_offline_tracker_replay_matches_the_live_stream(clips: list[Clip]) -> None:
+    card = _card(threshold=0.5)
+    live = evaluate_backend(
+        card, RuleBackend(), clips, EvalOptions(progress=False, negative_hours=0.05)
+    )
+    result = operating_points(card, RuleBackend(), clips, negative_hours=0.05)
+    mine = result["card_point"]
+    assert mine["episode_recall"] == live["stream"]["episode_recall"]
+    assert mine["cry_minute_error"] == pytest.approx(
+        live["stream"]["cry_minute_error"], abs=1e-4
+    )
+    long = live["long_stream"]
+    assert mine["false_episodes_per_24h"] == pytest.approx(
+        long["false_episodes_per_24h"], rel=1e-3
+    )
+    assert result["cries"] == 3
+
+
+def test_frontier_is_the_best_recall_under_each_ceiling(clips: list[Clip]) -> None:
+    result = operating_points(_card(), RuleBackend(), clips, negative_hours=0.05)
+    points = result["points"]
+    assert len(points) == 7 * 4 * 4
+    # The 2 s alarm (tonal windows for at most 3 s) is a false episode at min cry 1 s, never at
+    # 4 s; the 8 s cries count at every setting the rule passes.
+    for p in points:
+        if p["threshold"] < 0.95:  # the rule says 0.95 in float32: just below 0.95
+            assert p["episode_recall"] == 1.0
+            if p["min_cry_seconds"] == 1.0:
+                assert p["false_episodes_per_24h"] > 0
+            if p["min_cry_seconds"] == 4.0:
+                assert p["false_episodes_per_24h"] == 0
+    for best in result["frontier"]:
+        ceiling = best["max_false_episodes_per_24h"]
+        allowed = [p for p in points if p["false_episodes_per_24h"] <= ceiling]
+        assert best["false_episodes_per_24h"] <= ceiling
+        assert best["episode_recall"] == max(p["episode_recall"] for p in allowed)
+    assert (
+        result["frontier"][0]["episode_recall"] == 1.0
+    )  # longer min cry drops the alarm
+    assert any("<= 1/24 h" in line for line in table_lines(result))
