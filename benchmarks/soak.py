@@ -440,6 +440,7 @@ class SoakResult:
     score: Score
     credited_seconds: float
     windows: int
+    expected_windows: int
 
     @property
     def rss_growth(self) -> int:
@@ -469,7 +470,11 @@ async def soak(
             samples.append((at, rss_bytes()))
 
     collected = Collected()
-    source = TimelineSource(engine, pools, timeline, on_audio_second=sample_rss)
+    source = at_model_rate(
+        TimelineSource(engine, pools, timeline, on_audio_second=sample_rss),
+        card,
+        engine,
+    )
     pipeline = engine.pipeline.Pipeline(
         source, card, backend, card.tracker_config(), collected
     )
@@ -496,13 +501,85 @@ async def soak(
         score=score(collected.episodes, timeline.episodes),
         credited_seconds=collected.credited,
         windows=collected.windows,
+        expected_windows=expected_windows(timeline.samples, card.features),
     )
 
 
-def expected_windows(samples: int) -> int:
-    """Windows a gap-free run of this many samples produces."""
-    patch = 99 * 160 + 400
-    return 0 if samples < patch else (samples - patch) // 8000 + 1
+def expected_windows(samples: int, features: Any = None) -> int:
+    """Windows a gap-free run of this many timeline samples gives (default features: 16 kHz)."""
+    if features is None:
+        patch, hop = 99 * 160 + 400, 8000
+    else:
+        samples = samples * features.sample_rate // RATE
+        patch = features.patch_samples
+        hop = features.patch_hop_frames * features.hop_length
+    return 0 if samples < patch else (samples - patch) // hop + 1
+
+
+class ResampledSource:
+    """A source's audio resampled (libswresample, through PyAV) to another rate, restamped.
+
+    Chunks are stamped by the samples handed out so far, so the resampler's filter delay never
+    looks like a gap in the audio.
+    """
+
+    description = "soak timeline (resampled)"
+
+    def __init__(self, inner: Any, rate: int, engine: Engine) -> None:
+        """Wrap `inner` (which delivers int16 mono at its own rate)."""
+        import av
+
+        self.inner, self.sample_rate = inner, rate
+        self._chunk = engine.sources.AudioChunk
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        self._start: float | None = None
+        self._produced = 0
+        self._flushed = False
+
+    @property
+    def live(self) -> bool:
+        """Whether the wrapped source is live (paced, may drop) or a file-like one."""
+        return bool(self.inner.live)
+
+    async def open(self) -> None:
+        """Open the wrapped source."""
+        await self.inner.open()
+
+    async def close(self) -> None:
+        """Close the wrapped source."""
+        await self.inner.close()
+
+    async def read(self) -> Any:
+        """The next resampled chunk; the resampler's tail after the last one; then None."""
+        import av
+
+        chunk = await self.inner.read()
+        if chunk is None:
+            if self._flushed:
+                return None
+            self._flushed = True
+            frames = self._resampler.resample(None)
+        else:
+            if self._start is None:
+                self._start = chunk.start
+            frame = av.AudioFrame.from_ndarray(
+                chunk.samples.reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate = self.inner.sample_rate
+            frames = self._resampler.resample(frame)
+        pieces = [frame.to_ndarray().reshape(-1) for frame in frames]
+        samples = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+        start = (self._start or 0.0) + self._produced / self.sample_rate
+        self._produced += samples.shape[0]
+        return self._chunk(samples.astype(np.int16), start)
+
+
+def at_model_rate(source: Any, card: Any, engine: Engine) -> Any:
+    """The source itself, or resampled when the model wants another sample rate."""
+    rate = card.features.sample_rate
+    return (
+        source if rate == source.sample_rate else ResampledSource(source, rate, engine)
+    )
 
 
 @dataclass(frozen=True)
@@ -562,7 +639,8 @@ async def paced(
         sounds_per_minute=2.0,
     )
     collected = Collected()
-    source = TimelineSource(engine, pools, timeline, live=True, speed=speed)
+    timeline_source = TimelineSource(engine, pools, timeline, live=True, speed=speed)
+    source = at_model_rate(timeline_source, card, engine)
     pipeline = engine.pipeline.Pipeline(
         source,
         card,
@@ -583,9 +661,9 @@ async def paced(
         audio_seconds=timeline.samples / RATE,
         wall_seconds=wall,
         windows=collected.windows,
-        expected_windows=expected_windows(timeline.samples),
+        expected_windows=expected_windows(timeline.samples, card.features),
         overruns=stats.overruns,
-        max_read_gap=source.max_read_gap,
+        max_read_gap=timeline_source.max_read_gap,
         processed_seconds=stats.audio_seconds,
         stats=stats,
     )

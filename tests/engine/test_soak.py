@@ -6,13 +6,20 @@ runs the exact soak for 24 hours of audio (a few minutes); the default is a quar
 
 from __future__ import annotations
 
+from dataclasses import replace
+import itertools
 import os
 from pathlib import Path
 
 import pytest
 
 from benchmarks import soak
-from custom_components.cry_detector.engine import backends, pipeline, sources
+from custom_components.cry_detector.engine import (
+    backends,
+    card as card_module,
+    pipeline,
+    sources,
+)
 
 HOURS = float(os.environ.get("CRY_DETECTOR_SOAK_HOURS") or "0.2")
 ENGINE = soak.Engine(backends=backends, pipeline=pipeline, sources=sources)
@@ -69,7 +76,8 @@ async def test_soak_memory_and_cry_minutes(pools: soak.Pools) -> None:
     assert result.rss_growth < soak.RSS_LIMIT_BYTES
     stats, score = result.stats, result.score
     assert stats.overruns == 0 and stats.inference_errors == 0
-    assert result.windows == stats.windows == soak.expected_windows(timeline.samples)
+    assert result.windows == stats.windows == result.expected_windows
+    assert result.expected_windows == soak.expected_windows(timeline.samples)
     assert score.found == score.true_episodes == len(timeline.episodes)
     assert score.false_episodes == score.split == 0
     assert score.max_duration_error <= EDGE
@@ -77,6 +85,42 @@ async def test_soak_memory_and_cry_minutes(pools: soak.Pools) -> None:
     # in total: within one hop per episode
     assert abs(score.measured_seconds - score.true_seconds) <= HOP * score.true_episodes
     assert result.credited_seconds == pytest.approx(score.measured_seconds, abs=1e-3)
+
+
+async def test_a_model_at_another_rate_gets_seamless_resampled_audio(
+    pools: soak.Pools,
+) -> None:
+    """16 kHz timeline -> 8 kHz chunks: half the samples, stamped back to back, no gap."""
+    timeline = plan(pools, 0.01)  # 36 s
+    energy = card_module.load_card(card_module.card_path_for(soak.ENERGY_MODEL))
+    features = replace(
+        energy.features,
+        sample_rate=8000,
+        window_length=200,
+        hop_length=80,
+        fft_length=256,
+    )
+    card = replace(energy, features=features)
+    source = soak.at_model_rate(
+        soak.TimelineSource(ENGINE, pools, timeline), card, ENGINE
+    )
+    assert source.sample_rate == 8000 and source.live is False  # as the timeline
+    chunks = []
+    await source.open()
+    try:
+        while (chunk := await source.read()) is not None:
+            chunks.append(chunk)
+    finally:
+        await source.close()
+    total = sum(chunk.samples.shape[0] for chunk in chunks)
+    assert abs(total - timeline.samples // 2) <= 1
+    for before, after in itertools.pairwise(chunks):
+        assert after.start == pytest.approx(
+            before.start + before.samples.shape[0] / 8000, abs=1e-6
+        )
+    assert soak.expected_windows(timeline.samples, card.features) == (
+        (timeline.samples // 2 - card.features.patch_samples) // 4000 + 1
+    )
 
 
 async def test_normal_speed_drops_no_window(pools: soak.Pools) -> None:
@@ -131,5 +175,5 @@ async def test_default_model_on_corpus_audio_runs_clean(corpus: soak.Pools) -> N
     )
     soak.print_soak("corpus (default model)", result, exact=False)
     assert result.stats.overruns == 0 and result.stats.inference_errors == 0
-    assert result.windows == soak.expected_windows(timeline.samples)
+    assert result.windows == result.expected_windows
     assert result.score.true_episodes > 0
