@@ -205,6 +205,12 @@ def _add_export(commands: Any) -> None:
         default=24.0,
         help="also replay the test negatives (varied) as one stream this long (0: no)",
     )
+    parser.add_argument(
+        "--operating_point",
+        type=Path,
+        help="take threshold, smoothing and min cry from the recommendation of "
+        "`cry-train operating-points --split val --output FILE`",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -399,6 +405,7 @@ def _run_export(args: argparse.Namespace) -> int:
             backend=args.backend,
             progress=args.progress,
             negative_hours=args.negative_hours,
+            operating_point=args.operating_point,
         )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -466,6 +473,7 @@ def _run_operating_points(args: argparse.Namespace) -> int:
         )
     finally:
         backend.close()
+    result = {"model": str(args.model), "split": args.split, **result}
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -225,6 +225,7 @@ def build_card(
     training: dict[str, Any],
     metrics: dict[str, Any],
     created: str | None = None,
+    tracker_settings: dict[str, float] | None = None,
 ) -> Any:
     """The model card for a trained model (limitations include every non-commercial source)."""
     features = config.feature_config()
@@ -236,7 +237,9 @@ def build_card(
             + "; ".join(restricted)
             + ". Use this model for non-commercial purposes only."
         )
-    tracker = tracker_for(threshold, config.selection.tracker)
+    tracker = tracker_for(
+        threshold, {**config.selection.tracker, **(tracker_settings or {})}
+    )
     return engine_card.ModelCard(
         format_version=engine_card.FORMAT_VERSION,
         name=config.export.name,
@@ -309,8 +312,13 @@ def export_run(
     log: Log = print,
     progress: bool = True,
     negative_hours: float = 24.0,
+    operating_point: Path | None = None,
 ) -> ExportResult:
-    """Export the selected checkpoint of a training run, evaluated on its test split."""
+    """Export the selected checkpoint of a training run, evaluated on its test split.
+
+    With `operating_point` (an `operating-points --output` file of the validation split), the
+    card takes its recommended threshold, smoothing and minimum cry instead of the selection's.
+    """
     import keras
 
     from .evaluate import EvalOptions, evaluate_clips
@@ -366,13 +374,37 @@ def export_run(
         extra = _read_json(Path(path))
         metrics[name] = _strip_curves(extra)
         notes[name] = _describe_evaluation(extra)
+    threshold = float(selection["threshold"])
+    tracker_settings: dict[str, float] = {}
+    if operating_point is not None:
+        points = _read_json(Path(operating_point))
+        if points.get("split") != "val":
+            raise ExportError(
+                f"{operating_point}: operating points must come from the validation split, "
+                f"not {points.get('split')!r}"
+            )
+        chosen = points["recommended"]
+        threshold = float(chosen["threshold"])
+        tracker_settings = {
+            "smoothing_windows": chosen["smoothing_windows"],
+            "min_cry_seconds": chosen["min_cry_seconds"],
+        }
+        metrics["validation_operating_point"] = chosen
+        notes["validation_operating_point"] = (
+            f"threshold and tracker from `cry-train operating-points` on the validation split "
+            f"({points['cries']} cries, {points['negative_hours']} h of replayed negatives): "
+            "the fewest false episodes per 24 h with episode recall and cry-minute error "
+            "within the rule (checkpoint selection's threshold was "
+            f"{float(selection['threshold']):g})"
+        )
     metrics["notes"] = notes
     card = build_card(
         config,
         labels=summary["labels"],
-        threshold=float(selection["threshold"]),
+        threshold=threshold,
         training=training,
         metrics=metrics,
+        tracker_settings=tracker_settings,
     )
 
     def evaluate_test(model_path: Path) -> dict[str, Any]:

@@ -36,6 +36,11 @@ THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
 SMOOTHING = (1, 2, 3, 4)
 MIN_CRY_SECONDS = (1.0, 2.0, 3.0, 4.0)
 CEILINGS_PER_DAY = (1.0, 5.0, 24.0, 100.0)
+# The recommendation: fewest false episodes per 24 h among the settings that still find this
+# share of the cries and keep the cry minutes this close (a monitor that misses cries, or
+# whose cry minutes are off, is worse than one that sometimes alarms for nothing).
+MIN_EPISODE_RECALL = 0.9
+MAX_CRY_MINUTE_ERROR = 0.1
 
 
 @dataclass(frozen=True)
@@ -157,9 +162,42 @@ def operating_points(
         "negative_hours": round(long.negative_seconds / 3600.0, 3),
         "cries": len(short.cries),
         "card_point": point(card, short, long, card.tracker_config()),
+        "recommended": recommend(points),
         "frontier": frontier(points),
         "points": points,
     }
+
+
+def recommend(
+    points: Sequence[dict[str, Any]],
+    min_recall: float = MIN_EPISODE_RECALL,
+    max_cry_minute_error: float = MAX_CRY_MINUTE_ERROR,
+) -> dict[str, Any]:
+    """Fewest false episodes per 24 h with recall and cry minutes good enough; else best recall."""
+    good = [
+        p
+        for p in points
+        if p["episode_recall"] >= min_recall
+        and p["cry_minute_error"] <= max_cry_minute_error
+    ]
+    rule = {
+        "min_episode_recall": min_recall,
+        "max_cry_minute_error": max_cry_minute_error,
+    }
+    if good:
+        chosen = min(
+            good,
+            key=lambda p: (
+                p["false_episodes_per_24h"],
+                -p["episode_recall"],
+                p["cry_minute_error"],
+            ),
+        )
+        return {**chosen, "rule": {**rule, "met": True}}
+    chosen = max(
+        points, key=lambda p: (p["episode_recall"], -p["false_episodes_per_24h"])
+    )
+    return {**chosen, "rule": {**rule, "met": False}}
 
 
 def frontier(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,9 +225,16 @@ def table_lines(result: dict[str, Any]) -> list[str]:
             f"{p['false_episodes_per_24h']:g} false episodes per 24 h"
         )
 
+    rule = result["recommended"]["rule"]
     lines = [
         f"{result['cries']} inserted cries; {result['negative_hours']} h of replayed negatives",
         "card: " + row(result["card_point"]),
+        (
+            f"recommended (recall >= {rule['min_episode_recall']:g}, cry-minute error <= "
+            f"{rule['max_cry_minute_error']:g}, then fewest false episodes"
+            f"{'' if rule['met'] else '; none qualifies: best recall'}): "
+        )
+        + row(result["recommended"]),
     ]
     lines += [
         f"<= {p['max_false_episodes_per_24h']:g}/24 h: " + row(p)

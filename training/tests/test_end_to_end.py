@@ -15,7 +15,7 @@ import pytest
 from synth import cry, negative
 
 from cry_training._engine import backends, card as engine_card, numpy_backend
-from cry_training.cli import main
+from cry_training.cli import EXIT_REFUSED, main
 from cry_training.dataset import load_clips, read_split
 from cry_training.evaluate import EvalOptions, evaluate_clips
 from cry_training.export import ExportError, build_card, export_keras, parity_report
@@ -158,6 +158,75 @@ def test_operating_points_cli_on_the_exported_model(
     card = engine_card.load_card(exported_model.with_suffix(".json"))
     assert result["card_point"]["threshold"] == card.threshold
     assert result["cries"] > 0 and len(result["points"]) == 112
+
+
+def test_export_takes_the_validation_operating_point(
+    exported_model: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    points = tmp_path / "points-val.json"
+    args = [
+        "--model",
+        str(exported_model),
+        "--split_file",
+        str(trained_run / "split.csv"),
+    ]
+    assert (
+        main(
+            [
+                "operating-points",
+                *args,
+                "--split",
+                "val",
+                "--negative_hours",
+                "0.02",
+                "--output",
+                str(points),
+            ]
+        )
+        == 0
+    )
+    chosen = json.loads(points.read_text(encoding="utf-8"))["recommended"]
+    output = tmp_path / "tuned.tflite"
+    export = [
+        "export",
+        "--train_dir",
+        str(trained_run),
+        "--output",
+        str(output),
+        "--no-progress",
+    ]
+    assert (
+        main([*export, "--negative_hours", "0", "--operating_point", str(points)]) == 0
+    )
+    card = engine_card.load_card(output.with_suffix(".json"))
+    assert card.threshold == chosen["threshold"]
+    tracker = card.tracker_config()
+    assert tracker.smoothing_windows == chosen["smoothing_windows"]
+    assert tracker.min_cry_seconds == chosen["min_cry_seconds"]
+    assert (
+        card.metrics["validation_operating_point"]["rule"]["min_episode_recall"] == 0.9
+    )
+    assert "operating-points" in card.metrics["notes"]["validation_operating_point"]
+    test_points = tmp_path / "points-test.json"
+    assert (
+        main(
+            [
+                "operating-points",
+                *args,
+                "--split",
+                "test",
+                "--negative_hours",
+                "0.01",
+                "--output",
+                str(test_points),
+            ]
+        )
+        == 0
+    )
+    refused = tmp_path / "refused.tflite"
+    export[export.index(str(output))] = str(refused)
+    assert main([*export, "--operating_point", str(test_points)]) == EXIT_REFUSED
+    assert not refused.exists()  # test-split points never choose the card's settings
 
 
 def test_evaluate_on_all_synthetic_clips(

@@ -10,7 +10,7 @@ from test_evaluate import RuleBackend, _card, _clip, _tone
 
 from cry_training.dataset import Clip
 from cry_training.evaluate import EvalOptions, evaluate_backend
-from cry_training.operating import operating_points, table_lines
+from cry_training.operating import operating_points, recommend, table_lines
 
 RATE = 16000
 
@@ -75,3 +75,30 @@ def test_frontier_is_the_best_recall_under_each_ceiling(clips: list[Clip]) -> No
         result["frontier"][0]["episode_recall"] == 1.0
     )  # longer min cry drops the alarm
     assert any("<= 1/24 h" in line for line in table_lines(result))
+
+
+def _p(
+    threshold: float, recall: float, error: float, per_day: float
+) -> dict[str, float]:
+    return {
+        "threshold": threshold,
+        "smoothing_windows": 1,
+        "min_cry_seconds": 1.0,
+        "episode_recall": recall,
+        "cry_minute_error": error,
+        "false_episodes_per_24h": per_day,
+    }
+
+
+def test_recommendation_is_the_fewest_false_episodes_within_the_rule() -> None:
+    points = [
+        _p(0.5, 1.0, 0.02, 300.0),
+        _p(0.9, 0.95, 0.08, 40.0),
+        _p(0.95, 0.92, 0.09, 40.0),  # same false episodes, lower recall
+        _p(0.98, 0.85, 0.05, 2.0),  # too few cries found
+        _p(0.99, 0.93, 0.30, 1.0),  # cry minutes too far off
+    ]
+    chosen = recommend(points)
+    assert chosen["threshold"] == 0.9 and chosen["rule"]["met"] is True
+    fallback = recommend(points, min_recall=0.99, max_cry_minute_error=0.01)
+    assert fallback["threshold"] == 0.5 and fallback["rule"]["met"] is False
