@@ -309,9 +309,8 @@ class LogMelFrontend:
         """Start with no buffered samples."""
         self.config = config
         self._kernel = _LogMelKernel(config)
-        self._pending: list[
-            npt.NDArray[np.float64]
-        ] = []  # joined only when frames are due
+        # Chunks not yet turned into frames, joined only when frames are due.
+        self._pending: list[npt.NDArray[np.float64]] = []
         self._pending_samples = 0
 
     def process(self, samples: npt.ArrayLike, min_frames: int = 1) -> FloatArray:
