@@ -250,7 +250,6 @@ async def test_slow_backend_counts_overruns_and_never_stalls_the_reader(
         pipeline = Pipeline(
             source, card, slow, card.tracker_config(), results.append, queue_seconds=1.0
         )
-        started = time.monotonic()
         await pipeline.run()
 
     assert len(source.read_times) == 81  # 80 chunks and the end
@@ -259,7 +258,6 @@ async def test_slow_backend_counts_overruns_and_never_stalls_the_reader(
     # to process only a fraction of them, lagged behind, so the full queue dropped old audio.
     # (Wall-clock gaps of the reader are measured in benchmarks/soak.py, not asserted here.)
     assert stats.overruns > 10
-    assert source.read_times[-1] - started < stats.windows * slow.seconds
     windows = [r for r in results if r.end > r.start]
     assert (
         0
