@@ -136,7 +136,7 @@ class SelectionConfig:
 class ExportConfig:
     """Model card identity."""
 
-    name: str = "cry-detector-default"
+    name: str = ""  # empty: the exported file's name (my-baby.tflite -> "my-baby")
     version: str = "1.0.0"
     limitations: list[str] = field(
         default_factory=lambda: [

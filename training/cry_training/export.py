@@ -226,6 +226,7 @@ def build_card(
     metrics: dict[str, Any],
     created: str | None = None,
     tracker_settings: dict[str, float] | None = None,
+    name: str = "",
 ) -> Any:
     """The model card for a trained model (limitations include every non-commercial source)."""
     features = config.feature_config()
@@ -242,7 +243,7 @@ def build_card(
     )
     return engine_card.ModelCard(
         format_version=engine_card.FORMAT_VERSION,
-        name=config.export.name,
+        name=config.export.name or name or "cry-detector-model",
         version=config.export.version,
         created=created or dt.date.today().isoformat(),  # noqa: DTZ011 - a calendar date
         features=features,
@@ -405,6 +406,7 @@ def export_run(
         training=training,
         metrics=metrics,
         tracker_settings=tracker_settings,
+        name=Path(output).stem,
     )
 
     def evaluate_test(model_path: Path) -> dict[str, Any]:

@@ -122,6 +122,7 @@ def test_card_records_sources_licences_metrics_and_limits(exported_model: Path) 
         )["threshold"]
     )
     assert card.training["config"]["model"]["first_filters"] == 8
+    assert card.name == "tiny"  # no export.name in the config: the file's name
     long = test["long_stream"]
     assert long["negative_hours"] >= 0.1 and long["passes"] >= 1
     assert long["false_episodes_per_24h"] == pytest.approx(
