@@ -157,10 +157,11 @@ class ExportConfig:
                 "trigger it."
             ),
             (
-                "False alarms: the corpus holds well under an hour of negatives, so the "
-                "streaming false-episode rates in the card have a resolution of a few per "
-                "hour; a target like one false episode per day cannot be verified on it. "
-                "Adult crying, screaming and laughing, and cats, remain the main false alarms."
+                "False alarms: metrics.test.long_stream counts false episodes in 24 h of the "
+                "test negatives replayed (a new order, gain and noise floor each pass). That "
+                "repeats well under an hour of distinct, deliberately hard sounds: it measures "
+                "how reliably they are rejected, not a real nursery's day. Adult crying, "
+                "screaming and laughing, cats and alarms remain the main false alarms."
             ),
             "Not a medical device: do not rely on it for a baby's safety.",
         ]
