@@ -206,6 +206,12 @@ def _add_export(commands: Any) -> None:
         help="also replay the test negatives (varied) as one stream this long (0: no)",
     )
     parser.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="the selected checkpoint (default) or the final weights",
+    )
+    parser.add_argument(
         "--operating_point",
         type=Path,
         help="take threshold, smoothing and min cry from the recommendation of "
@@ -406,6 +412,7 @@ def _run_export(args: argparse.Namespace) -> int:
             progress=args.progress,
             negative_hours=args.negative_hours,
             operating_point=args.operating_point,
+            checkpoint=args.checkpoint,
         )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -33,6 +33,8 @@ from .train import (
     BEST_MODEL,
     CONFIG_FILE,
     HELDOUT_FILE,
+    HISTORY_FILE,
+    LAST_MODEL,
     SELECTION_FILE,
     SPLIT_FILE,
     SUMMARY_FILE,
@@ -314,11 +316,14 @@ def export_run(
     progress: bool = True,
     negative_hours: float = 24.0,
     operating_point: Path | None = None,
+    checkpoint: str = "best",
 ) -> ExportResult:
     """Export the selected checkpoint of a training run, evaluated on its test split.
 
     With `operating_point` (an `operating-points --output` file of the validation split), the
     card takes its recommended threshold, smoothing and minimum cry instead of the selection's.
+    `checkpoint="last"` exports the final weights (with their last validation figures) instead
+    of the selected ones.
     """
     import keras
 
@@ -327,9 +332,15 @@ def export_run(
 
     train_dir = Path(train_dir)
     config = load_config(train_dir / CONFIG_FILE)
-    selection = _read_json(train_dir / SELECTION_FILE)
+    if checkpoint not in {"best", "last"}:
+        raise ExportError(f"checkpoint must be best or last, got {checkpoint!r}")
     summary = _read_json(train_dir / SUMMARY_FILE)
-    trained = keras.models.load_model(train_dir / BEST_MODEL)
+    if checkpoint == "last":
+        selection = _read_json(train_dir / HISTORY_FILE)[-1]
+        trained = keras.models.load_model(train_dir / LAST_MODEL)
+    else:
+        selection = _read_json(train_dir / SELECTION_FILE)
+        trained = keras.models.load_model(train_dir / BEST_MODEL)
     model = inference_model(trained, config.model)
     heldout = np.load(train_dir / HELDOUT_FILE).astype(np.float32)
     training = {
@@ -338,6 +349,7 @@ def export_run(
         "windows": summary["windows"],
         "training_seconds": summary["seconds"],
         "selected_step": selection.get("step"),
+        "checkpoint": checkpoint,
         **(
             {"hard_negative_mining": summary["mining"]} if summary.get("mining") else {}
         ),

@@ -208,6 +208,15 @@ def test_export_takes_the_validation_operating_point(
         card.metrics["validation_operating_point"]["rule"]["min_episode_recall"] == 0.9
     )
     assert "operating-points" in card.metrics["notes"]["validation_operating_point"]
+    last = tmp_path / "last.tflite"
+    export[export.index(str(output))] = str(last)
+    assert main([*export, "--negative_hours", "0", "--checkpoint", "last"]) == 0
+    history = json.loads((trained_run / "history.json").read_text(encoding="utf-8"))
+    last_card = engine_card.load_card(last.with_suffix(".json"))
+    assert last_card.training["checkpoint"] == "last"
+    assert last_card.training["selected_step"] == history[-1]["step"] == 260
+    assert last_card.threshold == history[-1]["threshold"]
+    export[export.index(str(last))] = str(output)
     test_points = tmp_path / "points-test.json"
     assert (
         main(
