@@ -105,6 +105,9 @@ class TrainingConfig:
     eval_step_interval: int = 250
     class_balance: str = "weights"  # weights | sampling | none
     threads: int = 2
+    # A .keras model of the same architecture whose weights start the training (fine-tuning,
+    # e.g. onto other features); relative to the directory cry-train runs in. Empty: random.
+    init_from: str = ""
 
 
 @dataclass

@@ -445,6 +445,10 @@ class _Runner:
         self.model = build_model(
             config.model, features.patch_frames, features.mel_bands
         )
+        if config.training.init_from:
+            start = keras.models.load_model(config.training.init_from)
+            self.model.set_weights(start.get_weights())
+            log(f"weights initialised from {config.training.init_from}")
         self.model.compile(
             optimizer=keras.optimizers.Adam(config.training.learning_rate[0]),
             loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -345,3 +345,29 @@ def test_cli_train_accepts_the_original_command_and_is_reproducible(
     assert "loss=" in output.err and "step" in output.err  # the progress bar
     assert histories[0] == histories[1]
     assert [entry["step"] for entry in histories[0]] == [16, 24, 32]
+
+
+def test_fine_tuning_starts_from_the_given_weights(
+    trained_run: Path, dataset: Path, tmp_path: Path
+) -> None:
+    import keras
+
+    from cry_training.config import set_value
+    from cry_training.train import train
+
+    config = tiny_config(dataset, trained_run.parent.parent / "cache")
+    set_value(config, f"training.init_from={trained_run / 'best.keras'}")
+    set_value(config, "training.how_many_training_steps=[1]")
+    set_value(config, "training.learning_rate=[0.000000001]")
+    set_value(config, "hard_negatives.mine_before_stages=[]")
+    lines: list[str] = []
+    train(config, tmp_path / "tuned", log=lines.append, progress=False)
+    start = keras.models.load_model(trained_run / "best.keras").get_weights()
+    tuned = keras.models.load_model(tmp_path / "tuned" / "last.keras").get_weights()
+    # One step at a vanishing rate: the kernels are the given ones (BatchNorm statistics move).
+    assert all(
+        np.allclose(a, b, atol=1e-5)
+        for a, b in zip(start, tuned, strict=True)
+        if a.ndim > 1
+    )
+    assert any("weights initialised from" in line for line in lines)
