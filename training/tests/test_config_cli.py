@@ -61,6 +61,12 @@ def test_default_yaml_is_complete_and_valid() -> None:
     )
     assert features.hop_seconds == engine_default.hop_seconds
     assert features.patch_seconds == engine_default.patch_seconds
+    # Stage 2 of two: it fine-tunes the 16 kHz model that base.yaml trains.
+    assert config.training.init_from == "runs/base/best.keras"
+    base = load_config(DEFAULT_YAML.with_name("base.yaml"))
+    base.check()
+    assert base.feature_config() == engine_default and not base.training.init_from
+    assert base.to_dict().keys() == Config().to_dict().keys()
 
 
 def test_yaml_flags_and_set_are_layered(tmp_path: Path) -> None:
