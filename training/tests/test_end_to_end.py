@@ -205,7 +205,7 @@ def test_export_takes_the_validation_operating_point(
     assert tracker.smoothing_windows == chosen["smoothing_windows"]
     assert tracker.min_cry_seconds == chosen["min_cry_seconds"]
     assert (
-        card.metrics["validation_operating_point"]["rule"]["min_episode_recall"] == 0.9
+        card.metrics["validation_operating_point"]["rule"]["min_episode_recall"] == 0.98
     )
     assert "operating-points" in card.metrics["notes"]["validation_operating_point"]
     last = tmp_path / "last.tflite"

@@ -98,7 +98,9 @@ def test_recommendation_is_the_fewest_false_episodes_within_the_rule() -> None:
         _p(0.98, 0.85, 0.05, 2.0),  # too few cries found
         _p(0.99, 0.93, 0.30, 1.0),  # cry minutes too far off
     ]
-    chosen = recommend(points)
+    chosen = recommend(points, min_recall=0.9, max_cry_minute_error=0.1)
     assert chosen["threshold"] == 0.9 and chosen["rule"]["met"] is True
+    # By default the targets: recall >= 0.98 and cry-minute error <= 5 %.
+    assert recommend(points)["threshold"] == 0.5
     fallback = recommend(points, min_recall=0.99, max_cry_minute_error=0.01)
     assert fallback["threshold"] == 0.5 and fallback["rule"]["met"] is False
