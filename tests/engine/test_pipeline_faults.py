@@ -297,3 +297,25 @@ async def test_overruns_are_counted_exactly(
     stats = pipeline.stats
     assert stats.overruns > 0
     assert stats.audio_seconds + 0.1 * stats.overruns == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("stall_seconds", 0.0, "stall_seconds must be positive"),
+        ("max_inference_errors", 0, "max_inference_errors must be at least 1"),
+    ],
+)
+def test_pipeline_refuses_nonsense_fault_settings(
+    energy: tuple[ModelCard, Backend], option: str, value: float, message: str
+) -> None:
+    card, backend = energy
+    with pytest.raises(ValueError, match=message):
+        Pipeline(
+            ListSource([]),
+            card,
+            backend,
+            card.tracker_config(),
+            lambda _: None,
+            **{option: value},
+        )

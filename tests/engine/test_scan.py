@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 from pathlib import Path
+import runpy
 import subprocess
 import sys
 
@@ -179,3 +180,14 @@ async def test_module_entry_point_prints_json(recording: Path) -> None:
     )
     assert process.returncode == 0, process.stderr
     assert len(json.loads(process.stdout)["files"][0]["episodes"]) == 2
+
+
+def test_module_entry_point_runs_the_scan_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m custom_components.cry_detector.engine` is the scan command (in-process)."""
+    monkeypatch.setattr(sys, "argv", ["engine", "scan", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("custom_components.cry_detector.engine", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "scan" in capsys.readouterr().out
