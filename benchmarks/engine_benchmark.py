@@ -32,8 +32,7 @@ MODEL_CANDIDATES = [
     REPO_ROOT / "custom_components" / "cry_detector" / "models" / "default.tflite",
     REPO_ROOT / "tests" / "fixtures" / "models" / "tiny_dscnn.tflite",
 ]
-RATE = 16000
-CHUNK = 1600
+CHUNK_SECONDS = 0.1  # what the sources deliver
 
 sys.path.insert(0, str(REPO_ROOT / "training"))
 from cry_training._engine import load_engine  # noqa: E402 - the one by-path engine loader
@@ -44,15 +43,15 @@ def engine(name: str) -> Any:
     return importlib.import_module(f"cry_detector_engine.{name}")
 
 
-def synthesise(seconds: float) -> np.ndarray:
-    """int16 audio: a scene with a cry bout every 2 minutes."""
+def synthesise(seconds: float, rate: int) -> np.ndarray:
+    """int16 audio at the model's rate: a scene with a cry bout every 2 minutes."""
     sys.path.insert(0, str(REPO_ROOT))
     from tests.engine.audio import scene, to_int16
 
     cries = [
         (float(t), float(t) + 20.0) for t in np.arange(30.0, seconds - 25.0, 120.0)
     ]
-    return to_int16(scene(seconds, cries=cries, seed=1))
+    return to_int16(scene(seconds, cries=cries, rate=rate, seed=1))
 
 
 def cpu_seconds(work: Callable[[], object]) -> tuple[float, float]:
@@ -69,9 +68,11 @@ def bench_features(samples: np.ndarray, card: Any) -> tuple[float, list[np.ndarr
     assembler = features.PatchAssembler(card.features)
     patches: list[np.ndarray] = []
 
+    step = round(card.features.sample_rate * CHUNK_SECONDS)
+
     def work() -> None:
-        for start in range(0, samples.size, CHUNK):
-            chunk = samples[start : start + CHUNK]
+        for start in range(0, samples.size, step):
+            chunk = samples[start : start + step]
             rows = frontend.process(chunk, assembler.frames_wanted)
             patches.extend(assembler.push(rows))
 
@@ -169,10 +170,12 @@ def main() -> None:
     card = engine("card").load_card(engine("card").card_path_for(model))
     seconds = args.seconds
     print(
-        f"Engine benchmark: {seconds:.0f} s of synthesised audio, model {model.name} "
+        f"Engine benchmark: {seconds:.0f} s of synthesised audio at {card.features.sample_rate} Hz, "
+        f"model {model.name} "
         f"({model.stat().st_size} bytes), Python {sys.version.split()[0]}, PyAV {av.__version__}"
     )
-    samples = synthesise(seconds)
+    rate = card.features.sample_rate
+    samples = synthesise(seconds, rate)
 
     cpu, patches = bench_features(samples, card)
     print(
@@ -195,7 +198,7 @@ def main() -> None:
         sys.path.insert(0, str(REPO_ROOT))
         from tests.engine.audio import write_audio
 
-        path = write_audio(Path(folder) / "bench.flac", samples, RATE)
+        path = write_audio(Path(folder) / "bench.flac", samples, rate)
         figures = bench_pipeline(path, model)
     stats, cpu, wall = figures["stats"], figures["cpu"], figures["wall"]
     print(
