@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from cry_training._engine import backends, card as engine_card
+from cry_training.config import load_config
 from cry_training.dataset import assign_splits, read_manifest
 from cry_training.evaluate import score_clips
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "custom_components" / "cry_detector" / "models" / "default.tflite"
 CORPUS = REPO.parent / "shared" / "data" / "cry-corpus"
+DEFAULT_YAML = REPO / "training" / "configs" / "default.yaml"
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="no bundled model yet")
 
@@ -35,7 +37,10 @@ def test_default_model_loads_with_the_numpy_backend_and_is_small(
     assert probabilities.shape == (2,) and abs(float(probabilities.sum()) - 1.0) < 1e-5
     assert MODEL.stat().st_size <= 250_000
     assert 1_000_000 <= card.metrics["model"]["macs"] <= 3_000_000
-    assert card.features == type(card.features)()  # the engine defaults
+    # The features of training/configs/default.yaml: the engine's grid at 8 kHz.
+    assert card.features == load_config(DEFAULT_YAML).feature_config()
+    assert card.features.sample_rate == 8000
+    assert card.training["config"]["features"] == load_config(DEFAULT_YAML).features
 
 
 def test_card_lists_every_source_with_its_licence_and_the_limits(
