@@ -59,7 +59,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CryDetectorConfigEntry) 
     listener.listening = restored_listening(hass, entry)
     if listener.listening:
         try:
-            source = await _async_open_source(hass, entry)
+            source = await _async_open_source(hass, entry, card.features.sample_rate)
         except SourceError as err:
             listener.async_report_failure(err)
             raise ConfigEntryNotReady(
@@ -80,10 +80,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: CryDetectorConfigEntry) 
 
 
 async def _async_open_source(
-    hass: HomeAssistant, entry: CryDetectorConfigEntry
+    hass: HomeAssistant, entry: CryDetectorConfigEntry, sample_rate: int
 ) -> AudioSource:
-    """Build and open the entry's source (closed again if opening fails)."""
-    source = await async_create_source(hass, entry.data)
+    """Build and open the entry's source at the model's rate (closed again if opening fails)."""
+    source = await async_create_source(hass, entry.data, sample_rate)
     try:
         await source.open()
     except BaseException:

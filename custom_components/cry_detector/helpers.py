@@ -109,27 +109,30 @@ async def async_list_input_devices(hass: HomeAssistant) -> list[InputDevice]:
 
 
 async def async_create_source(
-    hass: HomeAssistant, data: Mapping[str, Any]
+    hass: HomeAssistant, data: Mapping[str, Any], sample_rate: int
 ) -> AudioSource:
-    """Build (not open) the audio source an entry describes."""
+    """Build (not open) the audio source an entry describes, delivering the model's rate."""
     source_type = SourceType(data[CONF_SOURCE_TYPE])
     if source_type is SourceType.MICROPHONE:
         module = await hass.async_add_executor_job(_sounddevice_module)
-        source: AudioSource = module.SoundDeviceSource(data[CONF_DEVICE])
+        source: AudioSource = module.SoundDeviceSource(
+            data[CONF_DEVICE], sample_rate=sample_rate
+        )
         return source
     if source_type is SourceType.PULSE:
-        return FfmpegSource.for_pulse()
+        return FfmpegSource.for_pulse(sample_rate=sample_rate)
     if source_type is SourceType.FILE:
         return FileSource(
             data[CONF_PATH],
+            sample_rate=sample_rate,
             realtime=data.get(CONF_REALTIME, False),
             loop=data.get(CONF_LOOP, False),
             start_time=dt_util.utcnow().timestamp(),
         )
     ffmpeg_input: str = data[CONF_INPUT]
     if is_url(ffmpeg_input):
-        return FfmpegSource.for_url(ffmpeg_input)
-    return FfmpegSource.for_alsa(ffmpeg_input)
+        return FfmpegSource.for_url(ffmpeg_input, sample_rate=sample_rate)
+    return FfmpegSource.for_alsa(ffmpeg_input, sample_rate=sample_rate)
 
 
 def _load_model(path: Path, backend: str) -> tuple[ModelCard, Backend]:
@@ -187,7 +190,7 @@ async def async_probe(
     hass: HomeAssistant, data: Mapping[str, Any], card: ModelCard, backend: Backend
 ) -> float:
     """Open the source, read ~1 s, close it and run one inference; return P(cry)."""
-    source = await async_create_source(hass, data)
+    source = await async_create_source(hass, data, card.features.sample_rate)
     try:
         await source.open()
         samples = await async_read_probe(source, PROBE_SECONDS)

@@ -244,7 +244,9 @@ class CryListener:
             self._delivered = False
             try:
                 if source is None:
-                    source = await async_create_source(self.hass, self.entry.data)
+                    source = await async_create_source(
+                        self.hass, self.entry.data, self.card.features.sample_rate
+                    )
                     await source.open()
                 await self._async_run_pipeline(source)
             except (CryDetectorError, OSError) as err:
