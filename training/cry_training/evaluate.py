@@ -154,6 +154,11 @@ class PlanSource(sources.AudioSource):
         self.on_clip: Callable[[int], Any] | None = None  # progress
         self._progressed = asyncio.Event()
 
+    @property
+    def negative_seconds(self) -> float:
+        """Seconds of negative audio delivered so far."""
+        return self.negative_samples / self.sample_rate
+
     def processed(self, end: float) -> None:
         """The pipeline reported a window ending at `end` (called on the event loop)."""
         self.processed_until = max(self.processed_until, end)
@@ -235,6 +240,42 @@ def replay_plan(
     ]
 
 
+def play_plan(
+    plan: Sequence[tuple[Clip, bool]],
+    card: Any,
+    backend: Any,
+    tracker_config: Any,
+    on_result: Callable[[Any], None],
+    *,
+    chunk_seconds: float = 0.5,
+    vary: Variation | None = None,
+    progress: bool = False,
+) -> PlanSource:
+    """Play a plan as one stream through the engine's Pipeline; every result goes to on_result.
+
+    Returns the played source: its cries, played clips and negative samples.
+    """
+    source = PlanSource(plan, card.features.sample_rate, chunk_seconds, vary=vary)
+
+    def deliver(result: Any) -> None:
+        source.processed(result.end)
+        on_result(result)
+
+    async def play() -> None:
+        pipeline = pipeline_module.Pipeline(
+            source, card, backend, tracker_config, deliver
+        )
+        async with source:
+            await pipeline.run()
+
+    with progress_bar(
+        enabled=progress, total=len(plan), desc="stream", unit="clip"
+    ) as bar:
+        source.on_clip = bar.update
+        asyncio.run(play())
+    return source
+
+
 def stream_episodes(
     plan: Sequence[tuple[Clip, bool]],
     card: Any,
@@ -243,38 +284,33 @@ def stream_episodes(
     options: EvalOptions,
     *,
     vary: Variation | None = None,
-    on_played: Callable[[list[tuple[float, Clip]]], None] | None = None,
-) -> tuple[list[Any], list[tuple[float, float]], float]:
-    """Play the plan as one stream through the engine's Pipeline (features, backend, tracker).
-
-    Returns (episodes, cry intervals in stream seconds, negative seconds).
-    """
-    source = PlanSource(
-        plan, card.features.sample_rate, options.chunk_seconds, vary=vary
-    )
+) -> tuple[list[Any], PlanSource]:
+    """Play the plan through the engine's Pipeline; return (ended episodes, the played source)."""
     episodes: list[Any] = []
-    bar = progress_bar(
-        enabled=options.progress, total=len(plan), desc="stream", unit="clip"
-    )
 
     def on_result(result: Any) -> None:
-        source.processed(result.end)
         if result.update.ended is not None:
             episodes.append(result.update.ended)
 
-    async def play() -> None:
-        pipeline = pipeline_module.Pipeline(
-            source, card, backend, tracker_config, on_result
-        )
-        async with source:
-            await pipeline.run()
+    source = play_plan(
+        plan,
+        card,
+        backend,
+        tracker_config,
+        on_result,
+        chunk_seconds=options.chunk_seconds,
+        vary=vary,
+        progress=options.progress,
+    )
+    return episodes, source
 
-    with bar:
-        source.on_clip = bar.update
-        asyncio.run(play())
-    if on_played is not None:
-        on_played(source.played)
-    return episodes, source.cries, source.negative_samples / card.features.sample_rate
+
+def detection_tolerance(features: Any, tracker_config: Any) -> float:
+    """How long after a cry ends an episode may still begin and count as finding it."""
+    return (
+        features.patch_seconds
+        + tracker_config.smoothing_windows * features.patch_hop_seconds
+    )
 
 
 def _overlaps(episode: Any, interval: tuple[float, float], tolerance: float) -> bool:
@@ -439,14 +475,8 @@ def evaluate_backend(
         [c for c in clips if c.label == positive],
         options.seed,
     )
-    episodes, cries, negative_seconds = stream_episodes(
-        plan, card, backend, tracker_config, options
-    )
-    features = card.features
-    tolerance = (
-        features.patch_seconds
-        + tracker_config.smoothing_windows * features.patch_hop_seconds
-    )
+    episodes, source = stream_episodes(plan, card, backend, tracker_config, options)
+    tolerance = detection_tolerance(card.features, tracker_config)
     result = {
         "card": {
             "name": card.name,
@@ -458,7 +488,9 @@ def evaluate_backend(
         "sources": sorted({clip.source for clip in clips}),
         "clip_level": level,
         "at_threshold": at_threshold,
-        "stream": stream_metrics(episodes, cries, negative_seconds, tolerance),
+        "stream": stream_metrics(
+            episodes, source.cries, source.negative_seconds, tolerance
+        ),
         "tracker": {
             name: getattr(tracker_config, name)
             for name in (
@@ -494,11 +526,10 @@ def long_stream_metrics(
     """False episodes in options.negative_hours of the negatives replayed (varied) as one stream."""
     plan = replay_plan(negatives, options.negative_hours, options.seed)
     vary = replay_variation(card.features.sample_rate, options.seed)
-    played: list[tuple[float, Clip]] = []
-    episodes, _, seconds = stream_episodes(
-        plan, card, backend, tracker_config, options, vary=vary, on_played=played.extend
+    episodes, source = stream_episodes(
+        plan, card, backend, tracker_config, options, vary=vary
     )
-    hours = seconds / 3600.0
+    hours = source.negative_seconds / 3600.0
     return {
         "negative_hours": round(hours, 3),
         "negative_clips": len(negatives),
@@ -513,7 +544,7 @@ def long_stream_metrics(
         if hours > 0
         else None,
         "false_cry_seconds": round(sum(e.duration for e in episodes), 1),
-        "by_class": _episodes_by_class(episodes, played),
+        "by_class": _episodes_by_class(episodes, source.played),
     }
 
 

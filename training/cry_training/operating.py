@@ -9,7 +9,6 @@ episodes a day?" for the split it is run on (validation to choose, test to repor
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 import itertools
@@ -21,13 +20,13 @@ import numpy.typing as npt
 from ._engine import engine_module
 from .dataset import Clip
 from .evaluate import (
-    PlanSource,
     Variation,
-    _overlaps,
     _stream_plan,
-    pipeline_module,
+    detection_tolerance,
+    play_plan,
     replay_plan,
     replay_variation,
+    stream_metrics,
 )
 
 tracker_module = engine_module("tracker")
@@ -59,26 +58,15 @@ def capture(
     vary: Variation | None = None,
 ) -> Captured:
     """Play a plan through the Pipeline and keep every window's probability."""
-    source = PlanSource(plan, card.features.sample_rate, 0.5, vary=vary)
     rows: list[tuple[float, float, float]] = []
 
     def on_result(result: Any) -> None:
-        source.processed(result.end)
         if result.end > result.start:  # not the end-of-stream flush
             rows.append((result.start, result.end, result.probability))
 
-    async def play() -> None:
-        pipeline = pipeline_module.Pipeline(
-            source, card, backend, card.tracker_config(), on_result
-        )
-        async with source:
-            await pipeline.run()
-
-    asyncio.run(play())
+    source = play_plan(plan, card, backend, card.tracker_config(), on_result, vary=vary)
     windows = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return Captured(
-        windows, source.cries, source.negative_samples / card.features.sample_rate
-    )
+    return Captured(windows, source.cries, source.negative_seconds)
 
 
 def episodes(windows: npt.NDArray[np.float64], config: Any) -> list[Any]:
@@ -94,29 +82,19 @@ def episodes(windows: npt.NDArray[np.float64], config: Any) -> list[Any]:
 
 
 def point(card: Any, short: Captured, long: Captured, config: Any) -> dict[str, Any]:
-    """Figures of one tracker config on both streams."""
-    features = card.features
-    tolerance = (
-        features.patch_seconds + config.smoothing_windows * features.patch_hop_seconds
+    """Figures of one tracker config on both streams (the short one scored like `evaluate`)."""
+    tolerance = detection_tolerance(card.features, config)
+    found = stream_metrics(
+        episodes(short.windows, config), short.cries, short.negative_seconds, tolerance
     )
-    found = episodes(short.windows, config)
-    detected = sum(
-        any(_overlaps(e, cry, tolerance) for e in found) for cry in short.cries
-    )
-    cry_seconds = sum(end - start for start, end in short.cries)
-    tracked = sum(e.duration for e in found)
     false_long = len(episodes(long.windows, config))
     hours = long.negative_seconds / 3600.0
     return {
         "threshold": config.threshold,
         "smoothing_windows": config.smoothing_windows,
         "min_cry_seconds": config.min_cry_seconds,
-        "episode_recall": round(detected / len(short.cries), 4)
-        if short.cries
-        else None,
-        "cry_minute_error": round(abs(tracked - cry_seconds) / cry_seconds, 4)
-        if cry_seconds
-        else None,
+        "episode_recall": found["episode_recall"],
+        "cry_minute_error": found["cry_minute_error"],
         "false_episodes_per_24h": round(false_long * 24.0 / hours, 2)
         if hours
         else None,
