@@ -220,9 +220,8 @@ def _add_export(commands: Any) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def _add_evaluate(commands: Any) -> None:
-    """evaluate: runtime-pipeline metrics on a data folder."""
-    parser = commands.add_parser("evaluate", help="metrics through the runtime code")
+def _add_model_and_clips(parser: argparse.ArgumentParser) -> None:
+    """--model, which clips (--data / --split_file, --split, --sources) and --backend."""
     parser.add_argument(
         "--model", type=Path, required=True, help="X.tflite with X.json beside it"
     )
@@ -230,13 +229,35 @@ def _add_evaluate(commands: Any) -> None:
         "--data", type=Path, help="manifest.csv folder or <label>/ folders"
     )
     parser.add_argument("--split_file", type=Path, help="split.csv of a training run")
-    parser.add_argument("--split", help="only clips of this split (train, val, test)")
+    parser.add_argument(
+        "--split",
+        help="only clips of this split (train, val, test; val to choose, test to report)",
+    )
     parser.add_argument(
         "--sources", type=_csv, default=[], help="only these sources (comma-separated)"
     )
     parser.add_argument(
         "--backend", help="litert, tflite_runtime or numpy (default: best available)"
     )
+
+
+def _selected_clips(args: argparse.Namespace, positive_label: str) -> list[Any]:
+    """The clips --data / --split_file, --split and --sources select."""
+    from .evaluate import clips_for_evaluation
+
+    return clips_for_evaluation(
+        data_dir=args.data,
+        split_file=args.split_file,
+        split=args.split,
+        sources=args.sources,
+        positive_label=positive_label,
+    )
+
+
+def _add_evaluate(commands: Any) -> None:
+    """evaluate: runtime-pipeline metrics on a data folder."""
+    parser = commands.add_parser("evaluate", help="metrics through the runtime code")
+    _add_model_and_clips(parser)
     parser.add_argument("--threshold", type=float, help="instead of the card's")
     parser.add_argument(
         "--seed", type=int, default=0, help="order of the negatives in the stream"
@@ -261,18 +282,7 @@ def _add_operating_points(commands: Any) -> None:
         "operating-points",
         help="episode recall and false episodes per 24 h for each threshold / tracker setting",
     )
-    parser.add_argument(
-        "--model", type=Path, required=True, help="X.tflite with X.json beside it"
-    )
-    parser.add_argument(
-        "--data", type=Path, help="manifest.csv folder or <label>/ folders"
-    )
-    parser.add_argument("--split_file", type=Path, help="split.csv of a training run")
-    parser.add_argument(
-        "--split", help="only clips of this split (val to choose, test to report)"
-    )
-    parser.add_argument("--sources", type=_csv, default=[], help="only these sources")
-    parser.add_argument("--backend", help="litert, tflite_runtime or numpy")
+    _add_model_and_clips(parser)
     parser.add_argument("--negative_hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -425,20 +435,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import (
         EvalOptions,
         card_for,
-        clips_for_evaluation,
         evaluate_clips,
         summary_lines,
         write_report,
     )
 
     card = card_for(args.model)
-    clips = clips_for_evaluation(
-        data_dir=args.data,
-        split_file=args.split_file,
-        split=args.split,
-        sources=args.sources,
-        positive_label=card.positive_label,
-    )
+    clips = _selected_clips(args, card.positive_label)
     options = EvalOptions(
         backend=args.backend,
         threshold=args.threshold,
@@ -463,18 +466,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_operating_points(args: argparse.Namespace) -> int:
     """Run operating-points."""
     from ._engine import backends
-    from .evaluate import clips_for_evaluation
     from .operating import operating_points, table_lines
 
     card, backend = backends.load_model(args.model, args.backend)
     try:
-        clips = clips_for_evaluation(
-            data_dir=args.data,
-            split_file=args.split_file,
-            split=args.split,
-            sources=args.sources,
-            positive_label=card.positive_label,
-        )
+        clips = _selected_clips(args, card.positive_label)
         result = operating_points(
             card, backend, clips, negative_hours=args.negative_hours, seed=args.seed
         )
