@@ -140,8 +140,8 @@ def _median_ms(call: Any, repeats: int) -> float:
 def features_ms_per_second(engine: Any, features: Any) -> float:
     """Ms of the engine's streaming front end per second of audio, as the pipeline runs it.
 
-    0.1 s chunks (what the sources deliver) through LogMelFrontend + PatchAssembler, frames
-    computed once a patch is due.
+    0.1 s chunks (what the sources deliver) through the pipeline's PatchStream (frames computed
+    once a patch is due).
     """
     seconds, rate = 10, features.sample_rate
     audio = np.random.default_rng(1).integers(
@@ -150,13 +150,9 @@ def features_ms_per_second(engine: Any, features: Any) -> float:
     chunk = rate // 10
 
     def stream() -> None:
-        frontend = engine.features.LogMelFrontend(features)
-        assembler = engine.features.PatchAssembler(features)
+        patches = engine.features.PatchStream(features)
         for start in range(0, audio.size, chunk):
-            rows = frontend.process(
-                audio[start : start + chunk], assembler.frames_wanted
-            )
-            assembler.push(rows)
+            patches.push(audio[start : start + chunk])
 
     return _median_ms(stream, 9) / seconds
 

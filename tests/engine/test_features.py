@@ -17,6 +17,7 @@ from custom_components.cry_detector.engine.features import (
     FeatureConfig,
     LogMelFrontend,
     PatchAssembler,
+    PatchStream,
     dbfs,
     log_mel,
     mel_filterbank,
@@ -245,21 +246,27 @@ def test_streaming_equals_batch_for_random_splits(sizes: list[int]) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=6))
-def test_deferred_features_as_the_pipeline_asks_give_the_batch_patches(
+def test_patch_stream_gives_the_batch_patches_computing_once_per_patch(
     sizes: list[int],
 ) -> None:
     """Frames computed only once a patch is due (min_frames) give exactly the batch patches."""
     samples = (cry_like(4.3, np.random.default_rng(3)) * 32767).astype(np.int16)
-    frontend, assembler = LogMelFrontend(CONFIG), PatchAssembler(CONFIG)
-    produced, position, index, computations = [], 0, 0, 0
+    stream = PatchStream(CONFIG)
+    computed = stream.frontend.process  # count the computations PatchStream asks for
+    calls: list[int] = []
+
+    def counting(chunk: npt.ArrayLike, min_frames: int = 1) -> npt.NDArray[np.float32]:
+        rows = computed(chunk, min_frames)
+        calls.append(rows.shape[0])
+        return rows
+
+    stream.frontend.process = counting  # type: ignore[method-assign]
+    produced, position, index = [], 0, 0
     while position < samples.size:
         size = sizes[index % len(sizes)]
-        rows = frontend.process(
-            samples[position : position + size], assembler.frames_wanted
-        )
-        computations += bool(rows.shape[0])
-        produced += assembler.push(rows)
+        produced += stream.push(samples[position : position + size])
         position, index = position + size, index + 1
+    computations = sum(1 for count in calls if count)
     np.testing.assert_allclose(
         np.stack(produced), patches(samples, CONFIG), rtol=0, atol=1e-5
     )

@@ -393,6 +393,29 @@ class PatchAssembler:
         return max(1, self.config.patch_frames - self.buffered_frames)
 
 
+class PatchStream:
+    """Samples in, normalised patches out, as the pipeline runs the front end.
+
+    Frames are computed only once the assembler's next patch is due (one computation per patch
+    hop, not per chunk); any chunking gives the batch `patches()`.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        """Start with nothing buffered."""
+        self.frontend = LogMelFrontend(config)
+        self.assembler = PatchAssembler(config)
+
+    def push(self, samples: npt.ArrayLike) -> list[FloatArray]:
+        """Append samples; return every patch now complete, oldest first."""
+        rows = self.frontend.process(samples, self.assembler.frames_wanted)
+        return self.assembler.push(rows)
+
+    def reset(self) -> None:
+        """Forget buffered samples and frames (after a gap in the audio)."""
+        self.frontend.reset()
+        self.assembler.reset()
+
+
 def patches(samples: npt.ArrayLike, config: FeatureConfig) -> FloatArray:
     """Return (n, patch_frames, mel_bands) normalised patches of a whole recording."""
     frames = log_mel(samples, config)

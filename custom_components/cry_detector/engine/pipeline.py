@@ -33,7 +33,7 @@ import numpy as np
 from .backends import Backend
 from .card import ModelCard
 from .errors import ModelError
-from .features import DBFS_FLOOR, FeatureConfig, LogMelFrontend, PatchAssembler, dbfs
+from .features import DBFS_FLOOR, FeatureConfig, PatchStream, dbfs
 from .sources import AudioChunk, AudioSource, Int16Array
 from .tracker import GAP_TOLERANCE_SECONDS, EpisodeTracker, TrackerConfig, TrackerUpdate
 
@@ -153,8 +153,7 @@ class _WorkerState:
         """Start with no audio."""
         self.config = config
         self.keep = config.patch_hop_frames * config.hop_length + config.window_length
-        self.frontend = LogMelFrontend(config)
-        self.assembler = PatchAssembler(config)
+        self.patches = PatchStream(config)
         self.segment = _Segment(config.sample_rate, self.keep)
         self.last_sequence = 0
         self.pending_shift = 0.0  # clock steps the tracker has not followed yet
@@ -162,8 +161,7 @@ class _WorkerState:
 
     def restart(self) -> None:
         """Audio is missing before the next chunk: start the features and timeline afresh."""
-        self.frontend.reset()
-        self.assembler.reset()
+        self.patches.reset()
         self.segment = _Segment(self.config.sample_rate, self.keep)
 
 
@@ -491,8 +489,7 @@ class Pipeline:
         segment.append(chunk)
         config = self._features
         hop_samples = config.patch_hop_frames * config.hop_length
-        rows = state.frontend.process(chunk.samples, state.assembler.frames_wanted)
-        for patch in state.assembler.push(rows):
+        for patch in state.patches.push(chunk.samples):
             end_index = (
                 segment.patches * config.patch_hop_frames + config.patch_frames - 1
             ) * config.hop_length + config.window_length
