@@ -72,6 +72,36 @@ def _tone(seconds: float, hz: float) -> np.ndarray:
     return 0.3 * np.sin(2 * np.pi * hz * np.arange(int(seconds * RATE)) / RATE)
 
 
+def _noise_alarm_cries(
+    folder: Path,
+    seed: int,
+    *,
+    noises: tuple[int, float],
+    alarm_seconds: float,
+    cries: tuple[int, float],
+) -> list[Clip]:
+    """Noise clips (count, seconds each), one 1 kHz tonal alarm and 500 Hz tonal cries."""
+    rng = np.random.default_rng(seed)
+    clips = [
+        _clip(
+            folder,
+            f"noise{i}",
+            0.1 * rng.normal(size=round(noises[1] * RATE)),
+            "not_crying",
+            "noise",
+        )
+        for i in range(noises[0])
+    ]
+    clips.append(
+        _clip(folder, "alarm", _tone(alarm_seconds, 1000), "not_crying", "alarm")
+    )
+    count, seconds = cries
+    names = ["cry"] if count == 1 else [f"cry{i}" for i in range(count)]
+    return clips + [
+        _clip(folder, name, _tone(seconds, 500), "crying", "cry") for name in names
+    ]
+
+
 @pytest.fixture(scope="module")
 def known_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     folder = tmp_path_factory.mktemp("known")
@@ -136,19 +166,9 @@ def test_known_inputs_give_known_metrics(known_clips: list[Clip]) -> None:
 
 
 def test_a_long_tonal_negative_is_one_false_episode(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    clips = [
-        _clip(
-            tmp_path,
-            f"noise{i}",
-            0.1 * rng.normal(size=10 * RATE),
-            "not_crying",
-            "noise",
-        )
-        for i in range(3)
-    ]
-    clips.append(_clip(tmp_path, "alarm", _tone(8.0, 1000), "not_crying", "alarm"))
-    clips.append(_clip(tmp_path, "cry", _tone(4.0, 500), "crying", "cry"))
+    clips = _noise_alarm_cries(
+        tmp_path, 1, noises=(3, 10.0), alarm_seconds=8.0, cries=(1, 4.0)
+    )
     result = evaluate_backend(
         _card(), RuleBackend(), clips, EvalOptions(progress=False, seed=3)
     )
@@ -161,19 +181,9 @@ def test_a_long_tonal_negative_is_one_false_episode(tmp_path: Path) -> None:
 
 def test_long_stream_replays_the_negatives_with_variation(tmp_path: Path) -> None:
     """The long stream fills the hours with varied passes and attributes each false episode."""
-    rng = np.random.default_rng(2)
-    clips = [
-        _clip(
-            tmp_path,
-            f"noise{i}",
-            0.1 * rng.normal(size=10 * RATE),
-            "not_crying",
-            "noise",
-        )
-        for i in range(3)
-    ]
-    clips.append(_clip(tmp_path, "alarm", _tone(8.0, 1000), "not_crying", "alarm"))
-    clips.append(_clip(tmp_path, "cry", _tone(4.0, 500), "crying", "cry"))
+    clips = _noise_alarm_cries(
+        tmp_path, 2, noises=(3, 10.0), alarm_seconds=8.0, cries=(1, 4.0)
+    )
     hours = 0.1  # 360 s: 10 passes of the 38 s of negatives
     result = evaluate_backend(
         _card(), RuleBackend(), clips, EvalOptions(progress=False, negative_hours=hours)

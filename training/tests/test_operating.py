@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from test_evaluate import RuleBackend, _card, _clip, _tone
+from test_evaluate import RuleBackend, _card, _noise_alarm_cries
 
 from cry_training.dataset import Clip
 from cry_training.evaluate import EvalOptions, evaluate_backend
@@ -17,22 +16,9 @@ RATE = 16000
 
 @pytest.fixture
 def clips(tmp_path: Path) -> list[Clip]:
-    rng = np.random.default_rng(4)
-    found = [
-        _clip(
-            tmp_path,
-            f"noise{i}",
-            0.1 * rng.normal(size=8 * RATE),
-            "not_crying",
-            "noise",
-        )
-        for i in range(4)
-    ]
-    found.append(_clip(tmp_path, "alarm", _tone(2.0, 1000), "not_crying", "alarm"))
-    found += [
-        _clip(tmp_path, f"cry{i}", _tone(8.0, 500), "crying", "cry") for i in range(3)
-    ]
-    return found
+    return _noise_alarm_cries(
+        tmp_path, 4, noises=(4, 8.0), alarm_seconds=2.0, cries=(3, 8.0)
+    )
 
 
 def test_offline_tracker_replay_matches_the_live_stream(clips: list[Clip]) -> None:
