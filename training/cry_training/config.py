@@ -32,6 +32,9 @@ class DataConfig:
     clip_duration_ms: int | None = None  # use at most this much of each clip
     input_sample_rate: int | None = None  # rate of the raw clips (information only)
     max_windows_per_clip: int = 24  # training windows per clip and copy (long files)
+    # A cry clip is labelled as a whole, but the pauses between its bursts are room noise: its
+    # training windows more than this many dB below the clip's loudest are left out (null = keep).
+    positive_window_floor_db: float | None = None
 
 
 @dataclass
@@ -79,6 +82,21 @@ class HardNegativeConfig:
     mine_before_stages: list[int] = field(default_factory=list)
     mining_threshold: float = 0.5
     mined_repeats: int = 4
+
+
+@dataclass
+class DistillConfig:
+    """A frozen pretrained embedding as teacher (teacher.py), off unless `teacher` names one.
+
+    A probe on its embedding gives each training window a probability, mixed into the label.
+    """
+
+    teacher: str = ""  # "" = off; "aisfx" (pip install --no-deps aisfx==0.1.2)
+    # The teacher's checkpoint.pth; empty = the one inside the installed aisfx package.
+    checkpoint: str = ""
+    weight: float = 0.5  # target = (1 - weight) x label + weight x teacher probability
+    folds: int = 5  # the probe is cross-fitted: no window is scored by a probe that saw its group
+    l2: float = 5.0  # the probe's L2 penalty
 
 
 @dataclass
@@ -184,6 +202,7 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     hard_negatives: HardNegativeConfig = field(default_factory=HardNegativeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -236,6 +255,11 @@ class Config:
             )
         if self.augment.copies < 0 or self.data.max_windows_per_clip < 1:
             raise ConfigError("augment.copies >= 0 and data.max_windows_per_clip >= 1")
+        floor = self.data.positive_window_floor_db
+        if floor is not None and floor <= 0:
+            raise ConfigError(
+                f"data.positive_window_floor_db must be positive dB or null, got {floor}"
+            )
         for name in (
             "snr_db",
             "gain_db",
@@ -266,6 +290,16 @@ class Config:
             raise ConfigError(
                 f"hard_negatives: mine_before_stages must name stages 2..{stages}, "
                 "mining_threshold be in (0, 1) and mined_repeats >= 1"
+            )
+        distill = self.distill
+        if (
+            distill.teacher not in ("", "aisfx")
+            or not 0 < distill.weight <= 1
+            or distill.folds < 2
+            or distill.l2 <= 0
+        ):
+            raise ConfigError(
+                "distill: teacher must be '' or 'aisfx', weight in (0, 1], folds >= 2, l2 > 0"
             )
         if self.model.architecture != "ds_cnn":
             raise ConfigError(

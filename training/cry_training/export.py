@@ -353,6 +353,7 @@ def export_run(
         **(
             {"hard_negative_mining": summary["mining"]} if summary.get("mining") else {}
         ),
+        **({"teacher": summary["teacher"]} if summary.get("teacher") else {}),
         "seed": config.seed,
         "framework": f"keras {keras.__version__}",
         "config": config.to_dict(),

@@ -66,6 +66,10 @@ class PreparedData:
     train: WindowSet
     val: WindowSet
     test: WindowSet
+    train_targets: FloatArray | None = (
+        None  # soft targets (distillation); None = the labels
+    )
+    teacher: dict[str, Any] | None = None  # what taught them, for the model card
 
 
 @dataclass(frozen=True)
@@ -151,9 +155,63 @@ def prepare_data(
         max_windows=data.max_windows_per_clip,
         max_seconds=max_seconds,
         seed=config.seed,
+        positive_floor_db=data.positive_window_floor_db,
     )
     sets["train"] = builder.train_windows(by_split["train"], train_plan, config, loader)
-    return PreparedData(clips, splits, sets["train"], sets["val"], sets["test"])
+    if not config.distill.teacher:
+        return PreparedData(clips, splits, sets["train"], sets["val"], sets["test"])
+    targets, teacher = _distillation_targets(
+        config,
+        by_split["train"],
+        sets["train"],
+        train_plan,
+        loader,
+        log=log,
+        progress=progress,
+    )
+    return PreparedData(
+        clips, splits, sets["train"], sets["val"], sets["test"], targets, teacher
+    )
+
+
+def _distillation_targets(
+    config: Config,
+    clips: Sequence[Clip],
+    windows: WindowSet,
+    plan: WindowPlan,
+    loader: Callable[[Clip], FloatArray],
+    *,
+    log: Log,
+    progress: bool,
+) -> tuple[FloatArray, dict[str, Any]]:
+    """The teacher's soft targets for the training windows, and the card's record of it."""
+    from . import teacher as teaching
+
+    distill = config.distill
+    path = (
+        Path(distill.checkpoint)
+        if distill.checkpoint
+        else teaching.installed_checkpoint()
+    )
+    cache = Path(config.cache_dir) / "teacher" if config.cache_dir else None
+    teacher = teaching.Teacher.from_checkpoint(path, cache)
+    targets, auc = teaching.teacher_targets(
+        clips,
+        windows,
+        plan,
+        loader,
+        teacher=teacher,
+        distill=distill,
+        progress=progress,
+    )
+    log(f"teacher: cross-fitted probe clip ROC-AUC {auc:.4f} on the training split")
+    record = {
+        **teaching.TEACHER_CARD,
+        "checkpoint_sha256_16": teacher.digest,
+        "weight": distill.weight,
+        "probe_clip_roc_auc_crossfitted": round(auc, 4),
+    }
+    return targets, record
 
 
 @dataclass(frozen=True)
@@ -389,6 +447,7 @@ def train(
         "data_sources": _sources_with_splits(data),
         "selection": runner.selection,
         "mining": runner.mining,
+        **({"teacher": data.teacher} if data.teacher else {}),
     }
     (train_dir / SUMMARY_FILE).write_text(
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"
@@ -451,9 +510,16 @@ class _Runner:
             log(f"weights initialised from {config.training.init_from}")
         self.model.compile(
             optimizer=keras.optimizers.Adam(config.training.learning_rate[0]),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
+            loss=keras.losses.CategoricalCrossentropy(),
             metrics=["accuracy"],
         )
+        targets = (
+            data.train.labels.astype(np.float32)
+            if data.train_targets is None
+            else data.train_targets
+        )
+        # (not crying, crying) per window: one-hot labels, or the teacher's mix
+        self.targets = np.stack((1.0 - targets, targets), axis=1).astype(np.float32)
         self.sampler = BatchSampler(
             data.train.labels,
             config.training.batch_size,
@@ -488,7 +554,7 @@ class _Runner:
                     indices, weights = self.sampler.next()
                     logs = self.model.train_on_batch(
                         self.data.train.patches[indices][..., None],
-                        self.data.train.labels[indices].astype(np.int32),
+                        self.targets[indices],
                         sample_weight=weights,
                         return_dict=True,
                     )

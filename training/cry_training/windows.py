@@ -118,6 +118,35 @@ class WindowPlan:
     max_windows: int | None = None  # per clip and copy
     max_seconds: float | None = None  # use at most this much of each clip
     seed: int = 0
+    positive_floor_db: float | None = (
+        None  # drop positive windows this far below the loudest
+    )
+
+
+def window_levels(
+    samples: npt.ArrayLike, config: FeatureConfig
+) -> npt.NDArray[np.float64]:
+    """DBFS of the audio under each of clip_patches()'s windows."""
+    values = fit_to_patch(samples, config)
+    frames = (values.size - config.window_length) // config.hop_length + 1
+    count = max(0, (frames - config.patch_frames) // config.patch_hop_frames + 1)
+    step = config.patch_hop_frames * config.hop_length
+    return np.array(
+        [
+            engine_features.dbfs(values[i * step : i * step + config.patch_samples])
+            for i in range(count)
+        ]
+    )
+
+
+def loud_windows(
+    samples: npt.ArrayLike, config: FeatureConfig, floor_db: float
+) -> npt.NDArray[np.bool_]:
+    """Which windows are within floor_db of the clip's loudest window."""
+    levels = window_levels(samples, config)
+    if levels.size == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(levels >= levels.max() - floor_db)
 
 
 def build_windows(
@@ -133,11 +162,20 @@ def build_windows(
     for index, clip in enumerate(clips):
         clean = load(clip)
         label = int(clip.label == plan.positive_label)
+        # Measured on the clean clip: the same windows stay in every augmented copy.
+        loud = (
+            loud_windows(clean, plan.config, plan.positive_floor_db)
+            if label and plan.positive_floor_db is not None
+            else None
+        )
         for copy in range(plan.copies + 1 if augmenter is not None else 1):
             rng = clip_rng(plan.seed, clip_identity(clip), copy)
             audio = clean if copy == 0 else augmenter(clean, rng)  # type: ignore[misc]
             patches = clip_patches(audio, plan.config)
             positions = np.arange(patches.shape[0])
+            if loud is not None:  # a copy may have a window more (time shift): left out
+                positions = positions[: loud.size][loud[: positions.size]]
+                patches = patches[positions]
             if plan.max_windows is not None and positions.size > plan.max_windows:
                 positions = np.sort(
                     rng.choice(positions, plan.max_windows, replace=False)
@@ -191,6 +229,7 @@ def cache_key(clips: Sequence[Clip], plan: WindowPlan, extra: dict[str, Any]) ->
             plan.max_windows,
             plan.max_seconds,
             plan.seed,
+            *([] if plan.positive_floor_db is None else [plan.positive_floor_db]),
         ],
         "extra": extra,
     }

@@ -120,6 +120,10 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("hard_negatives.mine_before_stages=[1]", "mine_before_stages"),
         ("hard_negatives.mine_before_stages=[3]", "stages 2..2"),
         ("hard_negatives.mining_threshold=1.0", "mining_threshold"),
+        ("data.positive_window_floor_db=0", "positive_window_floor_db"),
+        ("distill.teacher=yamnet", "teacher must be '' or 'aisfx'"),
+        ("distill.weight=0", "weight in"),
+        ("distill.folds=1", "folds >= 2"),
     ],
 )
 def test_bad_values_name_the_key(assignment: str, message: str) -> None:

@@ -107,3 +107,47 @@ def test_augmented_windows_do_not_depend_on_where_the_data_lives(
         results.append(build_windows([clip], plan, lambda _: audio, augmenter))
     np.testing.assert_array_equal(results[0].patches, results[1].patches)
     assert results[0].copy.tolist().count(2) == 3
+
+
+def test_quiet_windows_of_a_cry_are_left_out_and_negatives_keep_all() -> None:
+    from cry_training.dataset import Clip
+    from cry_training.windows import (
+        WindowPlan,
+        build_windows,
+        clip_patches,
+        window_levels,
+    )
+
+    rng = np.random.default_rng(5)
+    config = _engine.features.FeatureConfig()
+    loud = 0.3 * np.sin(2 * np.pi * 450 * np.arange(3 * 16000) / 16000)
+    pause = 0.003 * rng.normal(
+        size=3 * 16000
+    )  # 40 dB down: the room between two bursts
+    audio = np.concatenate([loud, pause]).astype(np.float32)
+    levels = window_levels(audio, config)
+    assert levels.shape[0] == clip_patches(audio, config).shape[0] == 10
+    assert levels[0] > -15 and levels[-1] < -50
+    plan = WindowPlan(config, "crying", positive_floor_db=20.0)
+    clips = {
+        label: Clip(Path(f"/d/{label}/x.flac"), label, "s", "c", "g", None, 6.0, "CC0")
+        for label in ("crying", "not_crying")
+    }
+    sets = {
+        label: build_windows([clip], plan, lambda _: audio)
+        for label, clip in clips.items()
+    }
+    kept = sets["crying"].window_index
+    assert kept.tolist() == [i for i in range(10) if levels[i] >= levels.max() - 20]
+    assert kept.tolist() == list(
+        range(6)
+    )  # the windows reaching into the pause stay, the pause goes
+    np.testing.assert_array_equal(
+        sets["crying"].patches, clip_patches(audio, config)[kept]
+    )
+    assert sets["not_crying"].window_index.tolist() == list(range(10))
+    longer = WindowPlan(config, "crying", copies=1, positive_floor_db=20.0)
+    shifted = build_windows(
+        [clips["crying"]], longer, lambda _: audio, lambda a, _: np.pad(a, (0, 8000))
+    )
+    assert shifted.window_index[shifted.copy == 1].tolist() == list(range(6))
