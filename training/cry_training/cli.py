@@ -290,6 +290,35 @@ def _add_operating_points(commands: Any) -> None:
     )
 
 
+def _add_teacher_probe(commands: Any) -> None:
+    """teacher-probe: how well the frozen teacher alone separates a split (linear probe)."""
+    parser = commands.add_parser(
+        "teacher-probe",
+        help="the distillation teacher alone: a probe fitted on a split's train clips, scored on another",
+    )
+    parser.add_argument(
+        "--split_file", type=Path, required=True, help="split.csv of a training run"
+    )
+    parser.add_argument(
+        "--split", default="test", help="the clips to score (default: test)"
+    )
+    parser.add_argument(
+        "--sources", type=_csv, default=[], help="only these sources are scored"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="aiSFX checkpoint.pth (default: the installed)"
+    )
+    parser.add_argument("--l2", type=float, default=5.0, help="the probe's L2 penalty")
+    parser.add_argument(
+        "--cache_dir",
+        type=Path,
+        default=Path(".cache/features/teacher"),
+        help="embedding cache (training's, by default)",
+    )
+    parser.add_argument("--output", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
 def _add_import(commands: Any) -> None:
     """import: clips saved and labelled in Home Assistant -> clips + manifest.csv."""
     parser = commands.add_parser(
@@ -312,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_evaluate(commands)
     _add_operating_points(commands)
+    _add_teacher_probe(commands)
     _add_import(commands)
     scan = commands.add_parser(
         "scan", help="the engine's scan of audio files", add_help=False
@@ -484,6 +514,52 @@ def _run_operating_points(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_teacher_probe(args: argparse.Namespace) -> int:
+    """Run teacher-probe."""
+    from ._engine import features
+    from .evaluate import Scored, clip_metrics, clips_for_evaluation
+    from .teacher import Teacher, installed_checkpoint, probe_scores
+    from .windows import make_loader
+
+    def clips(split: str, sources: list[str]) -> list[Any]:
+        return clips_for_evaluation(
+            data_dir=None,
+            split_file=args.split_file,
+            split=split,
+            sources=sources,
+            positive_label="crying",
+        )
+
+    train, test = clips("train", []), clips(args.split, args.sources)
+    config = features.FeatureConfig()
+    teacher = Teacher.from_checkpoint(
+        args.checkpoint or installed_checkpoint(), args.cache_dir
+    )
+    scores = probe_scores(
+        train,
+        test,
+        load=make_loader(config.sample_rate, None),
+        teacher=teacher,
+        config=config,
+        positive_label="crying",
+        l2=args.l2,
+        progress=args.progress,
+    )
+    level, _, _ = clip_metrics(
+        [Scored(clip, p) for clip, p in zip(test, scores, strict=True)], 0.5, "crying"
+    )
+    result = {"split_file": str(args.split_file), "split": args.split, **level}
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"teacher probe on {args.split} ({level['clips']} clips, {level['positives']} cries): "
+        f"ROC-AUC {level['roc_auc']}; recall at 1% FPR {level['recall_at_1pct_fpr']}, "
+        f"at 5% FPR {level['recall_at_5pct_fpr']}"
+    )
+    return 0
+
+
 def _run_scan(args: argparse.Namespace) -> int:
     """Forward to the engine's scan command."""
     from .scan import run_scan
@@ -513,6 +589,7 @@ RUNNERS = {
     "export": _run_export,
     "evaluate": _run_evaluate,
     "operating-points": _run_operating_points,
+    "teacher-probe": _run_teacher_probe,
     "scan": _run_scan,
     "import": _run_import,
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 import hashlib
 import importlib
@@ -46,9 +46,8 @@ from .windows import (
 FloatArray = npt.NDArray[np.float32]
 StateDict = dict[str, npt.NDArray[np.float32]]
 
-TEACHER_INPUT_RATE = (
-    8000  # every clip is band-limited to this before the teacher hears it
-)
+# Every clip is resampled to this before the teacher hears it (band-limited like every cry).
+TEACHER_INPUT_RATE = 8000
 SAMPLE_RATE = 44100  # aiSFX's front end
 FFT_LENGTH = 2048
 HOP_LENGTH = 1024
@@ -56,6 +55,12 @@ MEL_BANDS = 96
 BLOCK_FRAMES = 100  # 2.32 s per embedding
 SPEC_MAX = 9.457798957824707  # the paper's min-max normalisation (min 0)
 EMBEDDING_PREFIX = "embedding_net."
+NORM_PARTS = (
+    "weight",
+    "bias",
+    "running_mean",
+    "running_var",
+)  # BatchNorm, in Keras order
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
@@ -63,16 +68,12 @@ _STORAGE_DTYPES = {
     "LongStorage": np.int64,
     "IntStorage": np.int32,
 }
-
-
 TEACHER_CARD = {
     "name": "aiSFX X-Sequential-CE embedding (Ma & Lerch, ISMIR 2022)",
     "package": "aisfx 0.1.2 (PyPI)",
     "license": "MIT",
     "use": "training only: cross-fitted logistic probe on its 512-d embedding, mixed into the labels",
 }
-
-
 _numpy_scalar = importlib.import_module("numpy._core.multiarray").scalar
 # The checkpoint's dataset table holds np.int64s (protocol 2 spells their bytes with _codecs).
 _SAFE_GLOBALS = {
@@ -202,7 +203,7 @@ def check_state_dict(state: StateDict) -> None:
                     f"conv_block{block}.conv{conv}: shape {weight.shape}, wanted (N, {channels}, 3, 3)"
                 )
             channels = weight.shape[0]
-            for part in ("weight", "bias", "running_mean", "running_var"):
+            for part in NORM_PARTS:
                 if state.get(
                     f"conv_block{block}.bn{conv}.{part}", np.zeros(0)
                 ).shape != (channels,):
@@ -229,10 +230,7 @@ def embedding_model(state: StateDict) -> Any:
             norm = keras.layers.BatchNormalization(epsilon=1e-5)
             x = norm(x)
             norm.set_weights(
-                [
-                    state[f"conv_block{block}.bn{conv}.{part}"]
-                    for part in ("weight", "bias", "running_mean", "running_var")
-                ]
+                [state[f"conv_block{block}.bn{conv}.{part}"] for part in NORM_PARTS]
             )
             x = keras.layers.ReLU()(x)
         if block < blocks:
@@ -313,7 +311,12 @@ class Teacher:
     @classmethod
     def from_checkpoint(cls, path: Path, cache_dir: Path | None = None) -> Teacher:
         """Load the weights and build the network."""
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError as err:
+            raise TeacherError(
+                f"{path}: cannot read the teacher's checkpoint: {err}"
+            ) from err
         return cls(embedding_model(load_state_dict(path)), digest, cache_dir)
 
     def embed(
@@ -449,6 +452,53 @@ def window_centres(
     return [i * patch_hop_seconds + patch_seconds / 2 for i in range(n_windows)]
 
 
+def clip_embeddings(
+    clips: Sequence[Clip],
+    load: Callable[[Clip], FloatArray],
+    teacher: Teacher,
+    config: Any,
+    progress: bool = False,
+) -> Iterator[tuple[Clip, FloatArray, FloatArray]]:
+    """(clip, its patch-fitted audio, teacher embeddings of each of its model windows)."""
+    with progress_bar(
+        enabled=progress, total=len(clips), desc="teacher", unit="clip"
+    ) as bar:
+        for clip in clips:
+            audio = fit_to_patch(load(clip), config)
+            count = window_levels(audio, config).size
+            centres = window_centres(
+                count, config.patch_hop_seconds, config.patch_seconds
+            )
+            embeddings = teacher.embed_cached(
+                clip_identity(clip), lambda a=audio: (a, config.sample_rate), centres
+            )
+            bar.update(1)
+            yield clip, audio, embeddings
+
+
+def probe_scores(
+    train: Sequence[Clip],
+    test: Sequence[Clip],
+    *,
+    load: Callable[[Clip], FloatArray],
+    teacher: Teacher,
+    config: Any,
+    positive_label: str,
+    l2: float,
+    progress: bool = False,
+) -> list[FloatArray]:
+    """The teacher alone: a probe fitted on `train`'s windows scores every window of `test`."""
+    rows, labels = [], []
+    for clip, _, embeddings in clip_embeddings(train, load, teacher, config, progress):
+        rows.append(embeddings)
+        labels.append(np.full(len(embeddings), int(clip.label == positive_label)))
+    probe = Probe.fit(np.concatenate(rows), np.concatenate(labels), l2)
+    return [
+        probe.predict(embeddings)
+        for _, _, embeddings in clip_embeddings(test, load, teacher, config, progress)
+    ]
+
+
 def teacher_targets(
     clips: Sequence[Clip],
     windows: WindowSet,
@@ -465,30 +515,15 @@ def teacher_targets(
     """
     config = plan.config
     rows, labels, groups = [], [], []
-    with progress_bar(
-        enabled=progress, total=len(clips), desc="teacher", unit="clip"
-    ) as bar:
-        for clip in clips:
-            audio = fit_to_patch(load(clip), config)
-            count = window_levels(audio, config).size
-            centres = window_centres(
-                count, config.patch_hop_seconds, config.patch_seconds
-            )
-            rows.append(
-                teacher.embed_cached(
-                    clip_identity(clip),
-                    lambda a=audio: (a, config.sample_rate),
-                    centres,
-                )
-            )
-            label = np.full(count, int(clip.label == plan.positive_label))
-            if label.any() and plan.positive_floor_db is not None:
-                label[
-                    ~loud_windows(audio, config, plan.positive_floor_db)
-                ] = -1  # not taught
-            labels.append(label)
-            groups.extend([clip.group] * count)
-            bar.update(1)
+    for clip, audio, embeddings in clip_embeddings(
+        clips, load, teacher, config, progress
+    ):
+        rows.append(embeddings)
+        label = np.full(len(embeddings), int(clip.label == plan.positive_label))
+        if label.any() and plan.positive_floor_db is not None:  # quiet: not taught
+            label[~loud_windows(audio, config, plan.positive_floor_db)] = -1
+        labels.append(label)
+        groups.extend([clip.group] * len(embeddings))
     probabilities = cross_fitted(
         np.concatenate(rows), np.concatenate(labels), groups, distill.folds, distill.l2
     )

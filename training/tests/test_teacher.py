@@ -27,22 +27,20 @@ def _small_state(widths: tuple[int, ...] = (2, 4, 8)) -> teacher.StateDict:
     channels = 1
     for block, width in enumerate(widths, start=1):
         for conv in (1, 2):
-            state[f"conv_block{block}.conv{conv}.weight"] = RNG.normal(
-                0, 0.5, (width, channels, 3, 3)
-            ).astype(np.float32)
+            name = f"conv_block{block}"
+            shape = (width, channels, 3, 3)
+            state[f"{name}.conv{conv}.weight"] = RNG.normal(0, 0.5, shape).astype(
+                np.float32
+            )
             channels = width
-            state[f"conv_block{block}.bn{conv}.weight"] = RNG.uniform(
-                0.5, 1.5, width
-            ).astype(np.float32)
-            state[f"conv_block{block}.bn{conv}.bias"] = RNG.normal(
-                0, 0.1, width
-            ).astype(np.float32)
-            state[f"conv_block{block}.bn{conv}.running_mean"] = RNG.normal(
-                0, 0.1, width
-            ).astype(np.float32)
-            state[f"conv_block{block}.bn{conv}.running_var"] = RNG.uniform(
-                0.5, 2, width
-            ).astype(np.float32)
+            norm = {
+                "weight": RNG.uniform(0.5, 1.5, width),
+                "bias": RNG.normal(0, 0.1, width),
+                "running_mean": RNG.normal(0, 0.1, width),
+                "running_var": RNG.uniform(0.5, 2, width),
+            }
+            for part, values in norm.items():
+                state[f"{name}.bn{conv}.{part}"] = values.astype(np.float32)
     return state
 
 
@@ -61,8 +59,7 @@ def _reference_embedding(block: np.ndarray, state: teacher.StateDict) -> np.ndar
                     out += np.einsum("oc,chw->ohw", weight[:, :, dy, dx], window)
             name = f"conv_block{index}.bn{conv}"
             gamma, beta, mean, var = (
-                state[f"{name}.{p}"][:, None, None]
-                for p in ("weight", "bias", "running_mean", "running_var")
+                state[f"{name}.{p}"][:, None, None] for p in teacher.NORM_PARTS
             )
             x = np.maximum(0, (out - mean) / np.sqrt(var + 1e-5) * gamma + beta)
         if index < blocks:
@@ -291,3 +288,42 @@ def test_a_distilled_training_records_its_teacher(
     record = card["training"]["teacher"]
     assert record["license"] == "MIT" and record["weight"] == 0.5
     assert 0.5 < record["probe_clip_roc_auc_crossfitted"] <= 1.0
+
+
+def test_teacher_probe_scores_a_split_with_the_teacher_alone(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cry_training.cli import main
+
+    output = tmp_path / "probe.json"
+    status = main(
+        [
+            "teacher-probe",
+            "--split_file",
+            str(trained_run / "split.csv"),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(output),
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    assert "teacher probe on test" in capsys.readouterr().out
+    result = json.loads(output.read_text(encoding="utf-8"))
+    assert result["positives"] > 0 and result["negatives"] > 0
+    assert (
+        result["roc_auc"] > 0.9
+    )  # synthetic cries are easy for a sound-effects embedding
+    missing = tmp_path / "missing.pth"
+    status = main(
+        [
+            "teacher-probe",
+            "--split_file",
+            str(trained_run / "split.csv"),
+            "--checkpoint",
+            str(missing),
+        ]
+    )
+    assert status == 2
+    assert "missing.pth" in capsys.readouterr().err
