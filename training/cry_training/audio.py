@@ -97,6 +97,23 @@ def read_audio(
     return samples[:limit] if limit is not None else samples
 
 
+def resample(samples: npt.ArrayLike, rate: int, target: int) -> FloatArray:
+    """Mono float audio from rate to target through libswresample (PyAV)."""
+    values = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(1, -1))
+    if rate == target or values.size == 0:
+        return values[0].copy()
+    frame = av.AudioFrame.from_ndarray(values, format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    parts = [
+        f.to_ndarray().reshape(-1)
+        for f in (*resampler.resample(frame), *resampler.resample(None))
+    ]
+    return (
+        np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    )
+
+
 def _append_mono(chunks: list[FloatArray], frame: av.AudioFrame) -> int:
     """Append the channel mean of a planar float frame; return its length."""
     planes = frame.to_ndarray()  # (channels, samples) for planar formats

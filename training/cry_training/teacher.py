@@ -27,11 +27,11 @@ import pickle
 from typing import Any
 import zipfile
 
-import av
 import numpy as np
 import numpy.typing as npt
 
 from ._progress import progress_bar
+from .audio import resample
 from .dataset import Clip
 from .metrics import roc_auc
 from .windows import (
@@ -258,23 +258,6 @@ def _mel_filters() -> npt.NDArray[np.float64]:
 
 _MEL = _mel_filters()
 _HANN = np.hanning(FFT_LENGTH + 1)[:-1]
-
-
-def resample(samples: npt.ArrayLike, rate: int, target: int) -> FloatArray:
-    """Mono float audio from rate to target through libswresample (PyAV)."""
-    values = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(1, -1))
-    if rate == target or values.size == 0:
-        return values[0].copy()
-    frame = av.AudioFrame.from_ndarray(values, format="flt", layout="mono")
-    frame.sample_rate = rate
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
-    parts = [
-        f.to_ndarray().reshape(-1)
-        for f in (*resampler.resample(frame), *resampler.resample(None))
-    ]
-    return (
-        np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-    )
 
 
 def spectrogram(samples: npt.ArrayLike, rate: int) -> FloatArray:

@@ -66,9 +66,8 @@ class PreparedData:
     train: WindowSet
     val: WindowSet
     test: WindowSet
-    train_targets: FloatArray | None = (
-        None  # soft targets (distillation); None = the labels
-    )
+    # Soft targets of the training windows (distillation); None: the labels themselves.
+    train_targets: FloatArray | None = None
     teacher: dict[str, Any] | None = None  # what taught them, for the model card
 
 

@@ -118,15 +118,14 @@ class WindowPlan:
     max_windows: int | None = None  # per clip and copy
     max_seconds: float | None = None  # use at most this much of each clip
     seed: int = 0
-    positive_floor_db: float | None = (
-        None  # drop positive windows this far below the loudest
-    )
+    # Positive windows this many dB below the clip's loudest are left out (None: kept).
+    positive_floor_db: float | None = None
 
 
 def window_levels(
     samples: npt.ArrayLike, config: FeatureConfig
 ) -> npt.NDArray[np.float64]:
-    """DBFS of the audio under each of clip_patches()'s windows."""
+    """The level (dBFS) of the audio under each of clip_patches()'s windows."""
     values = fit_to_patch(samples, config)
     frames = (values.size - config.window_length) // config.hop_length + 1
     count = max(0, (frames - config.patch_frames) // config.patch_hop_frames + 1)
