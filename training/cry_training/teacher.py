@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import importlib.util
 import itertools
+import os
 from pathlib import Path
 import pickle
 from typing import Any
@@ -333,7 +334,9 @@ class Teacher:
                 path.unlink(missing_ok=True)
         embeddings = self.embed(*load(), centres)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npy")
+        temporary = path.with_name(
+            f".{path.stem}.{os.getpid()}.tmp.npy"
+        )  # runs may share it
         np.save(temporary, embeddings)
         temporary.replace(path)
         return embeddings
