@@ -518,7 +518,7 @@ def _run_teacher_probe(args: argparse.Namespace) -> int:
     """Run teacher-probe."""
     from ._engine import features
     from .evaluate import Scored, clip_metrics, clips_for_evaluation
-    from .teacher import Teacher, installed_checkpoint, probe_scores
+    from .teacher import Teacher, probe_scores
     from .windows import make_loader
 
     def clips(split: str, sources: list[str]) -> list[Any]:
@@ -532,9 +532,7 @@ def _run_teacher_probe(args: argparse.Namespace) -> int:
 
     train, test = clips("train", []), clips(args.split, args.sources)
     config = features.FeatureConfig()
-    teacher = Teacher.from_checkpoint(
-        args.checkpoint or installed_checkpoint(), args.cache_dir
-    )
+    teacher = Teacher.load(args.checkpoint, args.cache_dir)
     scores = probe_scores(
         train,
         test,

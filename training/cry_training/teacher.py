@@ -40,7 +40,7 @@ from .windows import (
     WindowSet,
     clip_identity,
     fit_to_patch,
-    loud_windows,
+    loud_levels,
     window_levels,
 )
 
@@ -56,12 +56,8 @@ MEL_BANDS = 96
 BLOCK_FRAMES = 100  # 2.32 s per embedding
 SPEC_MAX = 9.457798957824707  # the paper's min-max normalisation (min 0)
 EMBEDDING_PREFIX = "embedding_net."
-NORM_PARTS = (
-    "weight",
-    "bias",
-    "running_mean",
-    "running_var",
-)  # BatchNorm, in Keras order
+# BatchNorm's tensors, in the order Keras takes them.
+NORM_PARTS = ("weight", "bias", "running_mean", "running_var")
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
@@ -303,6 +299,11 @@ class Teacher:
             ) from err
         return cls(embedding_model(load_state_dict(path)), digest, cache_dir)
 
+    @classmethod
+    def load(cls, checkpoint: Path | None, cache_dir: Path | None = None) -> Teacher:
+        """From the given checkpoint, or the installed aisfx package's when None."""
+        return cls.from_checkpoint(checkpoint or installed_checkpoint(), cache_dir)
+
     def embed(
         self, samples: npt.ArrayLike, rate: int, centres: Sequence[float]
     ) -> FloatArray:
@@ -444,22 +445,22 @@ def clip_embeddings(
     teacher: Teacher,
     config: Any,
     progress: bool = False,
-) -> Iterator[tuple[Clip, FloatArray, FloatArray]]:
-    """(clip, its patch-fitted audio, teacher embeddings of each of its model windows)."""
+) -> Iterator[tuple[Clip, npt.NDArray[np.float64], FloatArray]]:
+    """(clip, the level of each of its model windows, the teacher's embedding of each)."""
     with progress_bar(
         enabled=progress, total=len(clips), desc="teacher", unit="clip"
     ) as bar:
         for clip in clips:
             audio = fit_to_patch(load(clip), config)
-            count = window_levels(audio, config).size
+            levels = window_levels(audio, config)
             centres = window_centres(
-                count, config.patch_hop_seconds, config.patch_seconds
+                levels.size, config.patch_hop_seconds, config.patch_seconds
             )
             embeddings = teacher.embed_cached(
                 clip_identity(clip), lambda a=audio: (a, config.sample_rate), centres
             )
             bar.update(1)
-            yield clip, audio, embeddings
+            yield clip, levels, embeddings
 
 
 def probe_scores(
@@ -501,13 +502,13 @@ def teacher_targets(
     """
     config = plan.config
     rows, labels, groups = [], [], []
-    for clip, audio, embeddings in clip_embeddings(
+    for clip, levels, embeddings in clip_embeddings(
         clips, load, teacher, config, progress
     ):
         rows.append(embeddings)
         label = np.full(len(embeddings), int(clip.label == plan.positive_label))
         if label.any() and plan.positive_floor_db is not None:  # quiet: not taught
-            label[~loud_windows(audio, config, plan.positive_floor_db)] = -1
+            label[~loud_levels(levels, plan.positive_floor_db)] = -1
         labels.append(label)
         groups.extend([clip.group] * len(embeddings))
     probabilities = cross_fitted(

@@ -187,13 +187,10 @@ def _distillation_targets(
     from . import teacher as teaching
 
     distill = config.distill
-    path = (
-        Path(distill.checkpoint)
-        if distill.checkpoint
-        else teaching.installed_checkpoint()
-    )
     cache = Path(config.cache_dir) / "teacher" if config.cache_dir else None
-    teacher = teaching.Teacher.from_checkpoint(path, cache)
+    teacher = teaching.Teacher.load(
+        Path(distill.checkpoint) if distill.checkpoint else None, cache
+    )
     targets, auc = teaching.teacher_targets(
         clips,
         windows,

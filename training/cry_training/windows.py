@@ -142,7 +142,13 @@ def loud_windows(
     samples: npt.ArrayLike, config: FeatureConfig, floor_db: float
 ) -> npt.NDArray[np.bool_]:
     """Which windows are within floor_db of the clip's loudest window."""
-    levels = window_levels(samples, config)
+    return loud_levels(window_levels(samples, config), floor_db)
+
+
+def loud_levels(
+    levels: npt.NDArray[np.float64], floor_db: float
+) -> npt.NDArray[np.bool_]:
+    """Which of these window levels are within floor_db of the loudest."""
     if levels.size == 0:
         return np.zeros(0, dtype=bool)
     return np.asarray(levels >= levels.max() - floor_db)
