@@ -44,6 +44,13 @@ Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
 PARITY_TOLERANCE = 1e-4
 NON_COMMERCIAL_MARKERS = ("-NC", " NC", "NC-", "non-commercial", "noncommercial")
+# What `--operating_point` takes from the recommended point into the card's tracker.
+TRACKER_POINT_SETTINGS = (
+    "smoothing_windows",
+    "min_cry_seconds",
+    "hysteresis",
+    "hold_seconds",
+)
 
 
 class ExportError(Exception):
@@ -321,7 +328,7 @@ def export_run(
     """Export the selected checkpoint of a training run, evaluated on its test split.
 
     With `operating_point` (an `operating-points --output` file of the validation split), the
-    card takes its recommended threshold, smoothing and minimum cry instead of the selection's.
+    card takes its recommended threshold and tracker settings instead of the selection's.
     `checkpoint="last"` exports the final weights (with their last validation figures) instead
     of the selected ones.
     """
@@ -400,8 +407,10 @@ def export_run(
         chosen = points["recommended"]
         threshold = float(chosen["threshold"])
         tracker_settings = {
-            "smoothing_windows": chosen["smoothing_windows"],
-            "min_cry_seconds": chosen["min_cry_seconds"],
+            name: chosen[name]
+            # hysteresis and hold: points files written before they were swept lack them
+            for name in TRACKER_POINT_SETTINGS
+            if name in chosen
         }
         metrics["validation_operating_point"] = chosen
         notes["validation_operating_point"] = (

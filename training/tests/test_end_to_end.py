@@ -158,7 +158,7 @@ def test_operating_points_cli_on_the_exported_model(
     result = json.loads(output.read_text(encoding="utf-8"))
     card = engine_card.load_card(exported_model.with_suffix(".json"))
     assert result["card_point"]["threshold"] == card.threshold
-    assert result["cries"] > 0 and len(result["points"]) == 112
+    assert result["cries"] > 0 and len(result["points"]) == 7 * 4 * 4 * 3 * 2
 
 
 def test_export_takes_the_validation_operating_point(
@@ -204,6 +204,8 @@ def test_export_takes_the_validation_operating_point(
     tracker = card.tracker_config()
     assert tracker.smoothing_windows == chosen["smoothing_windows"]
     assert tracker.min_cry_seconds == chosen["min_cry_seconds"]
+    assert tracker.hysteresis == chosen["hysteresis"]
+    assert tracker.hold_seconds == chosen["hold_seconds"]
     assert (
         card.metrics["validation_operating_point"]["rule"]["min_episode_recall"] == 0.98
     )
