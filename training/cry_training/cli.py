@@ -553,7 +553,8 @@ def _run_teacher_probe(args: argparse.Namespace) -> int:
     print(
         f"teacher probe on {args.split} ({level['clips']} clips, {level['positives']} cries): "
         f"ROC-AUC {level['roc_auc']}; recall at 1% FPR {level['recall_at_1pct_fpr']}, "
-        f"at 5% FPR {level['recall_at_5pct_fpr']}"
+        f"at 5% FPR {level['recall_at_5pct_fpr']}, "
+        f"above every negative {level['recall_above_every_negative']}"
     )
     return 0
 

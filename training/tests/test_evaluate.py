@@ -135,6 +135,7 @@ def test_known_inputs_give_known_metrics(known_clips: list[Clip]) -> None:
     assert (
         level["recall_at_1pct_fpr"] == 0.0
     )  # any positive threshold lets a beep through
+    assert level["recall_above_every_negative"] == 0.0  # the beeps score like the cries
     assert (at["true_positives"], at["false_positives"]) == (4, 2)
     assert (
         at["precision"] == pytest.approx(4 / 6, abs=1e-4)

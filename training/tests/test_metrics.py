@@ -66,6 +66,8 @@ def test_recall_at_fpr_never_exceeds_the_allowed_false_positives() -> None:
     recall_5, _ = recall_at_fpr(scores, labels, 0.05)
     assert recall_5 == 0.75
     assert recall_at_fpr(scores, labels, 1.0)[0] == 1.0
+    # No false positive at all: only the cry above the highest negative (0.99) counts.
+    assert recall_at_fpr(scores, labels, 0.0) == (0.25, pytest.approx(0.99))
 
 
 def test_counts_at_threshold() -> None:
