@@ -97,7 +97,8 @@ def idle_trimmed(
     a pending run breaks) and the last `tail` (the smoothing history) are kept, and later windows
     move earlier to stay contiguous. For a tracker whose off threshold is at least `below`,
     whose hold and smoothing fit in `head` and `tail`, and without cooldown, the episodes are the
-    same in number and length; only their times move. It makes the 24 h replay several times faster.
+    same in number and length; only their times move. The 24 h replay then takes up to half
+    as long (captured streams have no gaps, so none is cut out).
     """
     low = windows[:, 2] < below
     cut = np.zeros(len(windows), dtype=bool)
