@@ -11,7 +11,7 @@ at most N false episodes a day, with the cry minutes still right?" for the split
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import itertools
 import math
 from typing import Any
@@ -56,6 +56,11 @@ class Captured:
     windows: npt.NDArray[np.float64]
     cries: list[tuple[float, float]]
     negative_seconds: float
+    # idle_trimmed() windows by (below, head, tail): settings differing only in minimum cry
+    # share one.
+    trimmed: dict[tuple[float, int, int], npt.NDArray[np.float64]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def capture(
@@ -121,8 +126,10 @@ def _trim_for(
     """The long stream trimmed as far as this tracker config allows."""
     head = math.ceil(config.hold_seconds / hop_seconds) + config.smoothing_windows + 2
     # Just under the off threshold: the tracker counts a mean within rounding of it as on.
-    below = config.off_threshold - 1e-6
-    return idle_trimmed(long.windows, below, head, config.smoothing_windows)
+    key = (config.off_threshold - 1e-6, head, config.smoothing_windows)
+    if key not in long.trimmed:
+        long.trimmed[key] = idle_trimmed(long.windows, *key)
+    return long.trimmed[key]
 
 
 def point(card: Any, short: Captured, long: Captured, config: Any) -> dict[str, Any]:

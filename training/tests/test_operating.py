@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,8 @@ def test_idle_trimming_keeps_every_episode(seed: int) -> None:
         )
         trimmed = _trim_for(long, config, 0.5)
         assert len(trimmed) < len(windows)
+        longer_cry = dataclasses.replace(config, min_cry_seconds=3.0)
+        assert _trim_for(long, longer_cry, 0.5) is trimmed  # trimmed once, shared
         full = episodes(windows, config)
         kept = episodes(trimmed, config)
         assert [round(e.duration, 6) for e in kept] == [
