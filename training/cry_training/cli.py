@@ -312,7 +312,7 @@ def _add_teacher_probe(commands: Any) -> None:
     parser.add_argument(
         "--cache_dir",
         type=Path,
-        default=Path(".cache/features/teacher"),
+        default=Config().teacher_cache_dir,
         help="embedding cache (training's, by default)",
     )
     parser.add_argument("--output", type=Path, help="also write the figures as JSON")

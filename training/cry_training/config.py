@@ -215,6 +215,11 @@ class Config:
         except engine_errors.ModelCardError as err:
             raise ConfigError(str(err)) from err
 
+    @property
+    def teacher_cache_dir(self) -> Path | None:
+        """Where the distillation teacher's embeddings are cached (None: not cached)."""
+        return Path(self.cache_dir) / "teacher" if self.cache_dir else None
+
     def to_dict(self) -> dict[str, Any]:
         """Return plain data (YAML/JSON ready)."""
         return asdict(self)

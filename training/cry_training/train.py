@@ -187,9 +187,9 @@ def _distillation_targets(
     from . import teacher as teaching
 
     distill = config.distill
-    cache = Path(config.cache_dir) / "teacher" if config.cache_dir else None
     teacher = teaching.Teacher.load(
-        Path(distill.checkpoint) if distill.checkpoint else None, cache
+        Path(distill.checkpoint) if distill.checkpoint else None,
+        config.teacher_cache_dir,
     )
     targets, auc = teaching.teacher_targets(
         clips,
