@@ -22,6 +22,7 @@ from custom_components.cry_detector.engine.features import (
     log_mel,
     mel_filterbank,
     normalize_patch,
+    patch_count,
     patches,
 )
 
@@ -343,6 +344,13 @@ def test_patch_k_covers_frames_k_times_hop() -> None:
         window = frames[k * 50 : k * 50 + 100]
         np.testing.assert_allclose(result[k], window - window.mean(), atol=1e-5)
     assert patches(samples[:8000], CONFIG).shape == (0, 100, 40)
+
+
+@pytest.mark.parametrize("n_samples", [0, 399, 400, 15999, 16239, 16240, 24240, 24241])
+def test_patch_count_is_how_many_patches_are_cut(n_samples: int) -> None:
+    """patch_count() says how many patches patches() returns, without computing them."""
+    samples = np.zeros(n_samples, np.float32)
+    assert patch_count(n_samples, CONFIG) == patches(samples, CONFIG).shape[0]
 
 
 def test_assembler_reset_drops_frames() -> None:

@@ -127,8 +127,7 @@ def window_levels(
 ) -> npt.NDArray[np.float64]:
     """The level (dBFS) of the audio under each of clip_patches()'s windows."""
     values = fit_to_patch(samples, config)
-    frames = (values.size - config.window_length) // config.hop_length + 1
-    count = max(0, (frames - config.patch_frames) // config.patch_hop_frames + 1)
+    count = engine_features.patch_count(values.size, config)
     step = config.patch_hop_frames * config.hop_length
     return np.array(
         [

@@ -416,6 +416,14 @@ class PatchStream:
         self.assembler.reset()
 
 
+def patch_count(n_samples: int, config: FeatureConfig) -> int:
+    """Return how many patches patches() cuts from n_samples of audio."""
+    frames = _frame_count(n_samples, config)
+    if frames < config.patch_frames:
+        return 0
+    return (frames - config.patch_frames) // config.patch_hop_frames + 1
+
+
 def patches(samples: npt.ArrayLike, config: FeatureConfig) -> FloatArray:
     """Return (n, patch_frames, mel_bands) normalised patches of a whole recording."""
     frames = log_mel(samples, config)
